@@ -1,0 +1,8 @@
+"""`python -m kard_jax ...` is the `kard` command."""
+
+import sys
+
+from kard_jax.pipeline.cli import main
+
+if __name__ == "__main__":
+  sys.exit(main())

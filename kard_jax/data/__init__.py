@@ -1,0 +1,1 @@
+"""kard_jax.data."""
