@@ -1,0 +1,39 @@
+import subprocess
+import sys
+
+import pytest
+
+from kard_jax.pipeline import cli, flags
+
+
+def test_split_gin_bindings():
+  rest, bindings = flags.split_gin_bindings(
+      ["train", "--gin_file=a.gin", "--gin.train.num_steps=5", "--gin.MODEL_DIR='/x'"])
+  assert rest == ["train", "--gin_file=a.gin"]
+  assert bindings == ["train.num_steps = 5", "MODEL_DIR = '/x'"]
+
+
+def test_malformed_gin_binding_is_a_clear_exit():
+  with pytest.raises(SystemExit, match="--gin.KEY=VALUE"):
+    flags.split_gin_bindings(["--gin.oops"])
+
+
+def test_help_lists_every_command(capsys):
+  assert cli.main(["--help"]) == 0
+  out = capsys.readouterr().out
+  for name in cli.COMMANDS:
+    assert name in out
+
+
+def test_unknown_command_exits_2(capsys):
+  assert cli.main(["frobnicate"]) == 2
+  assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_every_command_has_help():
+  """Each registered subcommand imports and prints a --help (no heavy work at import)."""
+  for name in cli.COMMANDS:
+    proc = subprocess.run([sys.executable, "-m", "kard_jax", name, "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (name, proc.stderr[-2000:])
+    assert f"kard {name}" in proc.stdout
