@@ -1,1 +1,2 @@
-"""kard_jax.teacher."""
+"""Teacher rationales: few-shot prompts, a resilient OpenAI-compatible client, the call journal,
+filtering, offline sources (synthetic oracle, imports) and the stage that ties them together."""
