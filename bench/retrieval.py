@@ -1,0 +1,234 @@
+"""Retrieval speed: our BM25 against rank_bm25, and our index at 1 million passages.
+
+  ./run.sh bench retrieval            # or: .venv/bin/python bench/retrieval.py [--help]
+
+One synthetic corpus (Zipfian words over a 300k vocabulary with English stop words at the top
+ranks, passages of 50-150 words like DPR's 100-word windows) and one set of queries (10 words
+drawn from a random passage, stop words included, as questions have them):
+  1. on --small passages (default 20k, small enough for rank_bm25 to finish in ~30 s): queries/s
+     of our index (batched, multi-threaded) and of rank_bm25's BM25Okapi with the same tokens and
+     k1/b, as a ratio; bm25s's own `retrieve` over the same index is shown for context;
+  2. on --large passages (default 1M), in a fresh subprocess: index time (streaming the passages
+     file through tokenisation and scoring), query throughput and single-query latency, and the
+     process's peak resident memory.
+Targets: >= 50x rank_bm25; 1M passages indexed in < 3 min, > 500 queries/s on 2 cores, < 3 GB.
+The last stdout line is the JSON summary. Needs rank_bm25: pip install -r bench/requirements.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _words(rng: np.random.Generator, n: int) -> np.ndarray:
+  """n distinct pronounceable pseudo-words of 2-5 syllables."""
+  syllables = np.array([c + v for c in "bcdfghjklmnprstvz" for v in "aeiou"])
+  out = np.zeros(0, dtype="<U16")
+  while len(out) < n:
+    m = 2 * n
+    k = rng.integers(2, 6, size=m)
+    parts = syllables[rng.integers(0, len(syllables), size=(m, 5))]
+    w = parts[:, 0]
+    for j in range(1, 5):
+      w = np.where(k > j, np.char.add(w, parts[:, j]), w)
+    out = np.unique(np.concatenate([out, w]))
+  return rng.permutation(out)[:n]
+
+
+def synthetic_corpus(n: int, seed: int = 0, vocab_size: int = 300_000, zipf_s: float = 1.1,
+                     mean_len: int = 100) -> list[str]:
+  """Zipfian text: English stop words take the top ranks (~40% of tokens, as in English)."""
+  from bm25s.stopwords import STOPWORDS_EN
+
+  rng = np.random.default_rng(seed)
+  stop = np.array(sorted(set(STOPWORDS_EN)))
+  vocab = np.concatenate([stop[rng.permutation(len(stop))], _words(rng, vocab_size)])
+  vocab = vocab.astype(object)
+  cdf = np.cumsum(np.arange(1, len(vocab) + 1, dtype=np.float64) ** -zipf_s)
+  cdf /= cdf[-1]
+  out = []
+  for start in range(0, n, 100_000):  # bounded memory for the token ids
+    m = min(100_000, n - start)
+    lengths = rng.integers(mean_len // 2, mean_len * 3 // 2 + 1, size=m)
+    words = vocab[np.searchsorted(cdf, rng.random(int(lengths.sum())))]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    out.extend(" ".join(words[offsets[i]:offsets[i + 1]]) for i in range(m))
+  return out
+
+
+def synthetic_queries(corpus: list[str], n: int, seed: int = 1, words: int = 10) -> list[str]:
+  rng = np.random.default_rng(seed)
+  out = []
+  for i in rng.integers(0, len(corpus), size=n):
+    w = corpus[i].split()
+    out.append(" ".join(rng.choice(w, size=min(words, len(w)), replace=False)))
+  return out
+
+
+def _qps(fn, n: int, repeats: int = 2) -> float:
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - t)
+  return n / best
+
+
+def small_run(n: int, queries: list[str], corpus: list[str], k: int, threads: int,
+              rank_budget_s: float) -> dict:
+  import rank_bm25
+
+  from kard_jax.retrieval.bm25_index import build_index
+  from kard_jax.retrieval.passages import Passage
+
+  with tempfile.TemporaryDirectory() as tmp:
+    t = time.perf_counter()
+    index = build_index((Passage(str(i), "", text) for i, text in enumerate(corpus[:n])),
+                        os.path.join(tmp, "index"), show_progress=False)
+    ours_index_s = time.perf_counter() - t
+    ours = _qps(lambda: index.search(queries, k, n_threads=threads), len(queries))
+    ours_1 = _qps(lambda: index.search(queries, k, n_threads=1), len(queries))
+    tokens = [index.tokenizer.decode(q) for q in index.encode(queries)]
+    bm25s_qps = _qps(lambda: index.retriever.retrieve(
+        [t or [""] for t in tokens], k=k, n_threads=threads, show_progress=False), len(queries), 1)
+    ours_hits = index.search(queries, k, n_threads=threads)
+    # rank_bm25 over the same tokens (bm25s's tokenizer, which ours reproduces), same k1 and b.
+    import bm25s
+    import Stemmer
+
+    t = time.perf_counter()
+    docs = bm25s.tokenize(corpus[:n], stopwords="english", stemmer=Stemmer.Stemmer("english"),
+                          return_ids=False, show_progress=False)
+    rank = rank_bm25.BM25Okapi(docs, k1=0.9, b=0.4)
+    rank_index_s = time.perf_counter() - t
+    done, overlap, t = 0, [], time.perf_counter()
+    while done < len(tokens) and time.perf_counter() - t < rank_budget_s:
+      scores = rank.get_scores(tokens[done])
+      top = np.argpartition(-scores, k)[:k]
+      overlap.append(len(set(top.tolist()) & set(ours_hits[done][0].tolist())) / k)
+      done += 1
+    rank_qps = done / (time.perf_counter() - t)
+    index.close()
+  return {"passages": n, "queries": len(queries), "ours_qps": ours, "ours_qps_1_thread": ours_1,
+          "bm25s_retrieve_qps": bm25s_qps, "rank_bm25_qps": rank_qps,
+          "rank_bm25_queries": done, "ours_index_s": ours_index_s,
+          "rank_bm25_index_s": rank_index_s,
+          "top_k_overlap_with_rank_bm25": float(np.mean(overlap))}
+
+
+def large_child(passages_path: str, queries_path: str, out_dir: str, k: int, threads: int,
+                workers: int) -> dict:
+  """Runs in a fresh process, so its peak RSS is the index's alone."""
+  from kard_jax.retrieval.bm25_index import build_index, load_index
+  from kard_jax.retrieval.passages import read_passages
+
+  with open(queries_path, encoding="utf-8") as f:
+    queries = json.load(f)
+  def cpu_s() -> float:  # this process and its finished tokenising workers
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+  t, c = time.perf_counter(), cpu_s()
+  build_index(read_passages(passages_path), out_dir, workers=workers, show_progress=True).close()
+  index_s, index_cpu_s = time.perf_counter() - t, cpu_s() - c
+  index = load_index(out_dir, mmap=True)
+  index.search(queries[:200], k, n_threads=threads)  # warm the page cache
+  qps = _qps(lambda: index.search(queries, k, n_threads=threads), len(queries))
+  c = cpu_s()
+  index.search(queries, k, n_threads=threads)
+  query_cpu_s = cpu_s() - c
+  latencies = []
+  for q in queries[:300]:
+    t = time.perf_counter()
+    index.search([q], k, n_threads=1)
+    latencies.append(time.perf_counter() - t)
+  index.close()
+  rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+  return {"index_s": index_s, "qps": qps, "latency_ms_p50": 1e3 * float(np.median(latencies)),
+          "latency_ms_p95": 1e3 * float(np.percentile(latencies, 95)), "peak_rss_gb": rss_gb,
+          "index_cpu_s": index_cpu_s, "qps_per_cpu_s": len(queries) / query_cpu_s}
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--small", type=int, default=20_000, help="passages for the rank_bm25 run")
+  parser.add_argument("--large", type=int, default=1_000_000, help="passages for the scale run")
+  parser.add_argument("--queries", type=int, default=2_000)
+  parser.add_argument("--k", type=int, default=10)
+  parser.add_argument("--threads", type=int, default=2, help="retrieval threads (2 cores)")
+  parser.add_argument("--workers", type=int, default=2, help="tokenising processes for the build")
+  parser.add_argument("--rank_budget_s", type=float, default=30.0,
+                      help="time given to rank_bm25's queries")
+  parser.add_argument("--child", nargs=3, metavar=("PASSAGES", "QUERIES", "OUT"),
+                      help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child:
+    print(json.dumps(large_child(*args.child, args.k, args.threads, args.workers)))
+    return 0
+  try:
+    import rank_bm25  # noqa: F401
+  except ImportError:
+    print("bench/retrieval.py compares against rank_bm25, which is not installed: run\n"
+          "  .venv/bin/python -m pip install -r bench/requirements.txt", file=sys.stderr)
+    return 2
+
+  t = time.perf_counter()
+  corpus = synthetic_corpus(max(args.small, args.large))
+  queries = synthetic_queries(corpus, args.queries)
+  print(f"generated {len(corpus):,} passages, {len(queries):,} queries in "
+        f"{time.perf_counter() - t:.0f} s", file=sys.stderr)
+
+  small = small_run(args.small, queries, corpus, args.k, args.threads, args.rank_budget_s)
+  ratio = small["ours_qps"] / small["rank_bm25_qps"]
+  print(f"[{small['passages']:,} passages, top-{args.k}] ours {small['ours_qps']:,.0f} q/s "
+        f"({args.threads} threads; {small['ours_qps_1_thread']:,.0f} with 1), bm25s retrieve "
+        f"{small['bm25s_retrieve_qps']:,.0f} q/s, rank_bm25 {small['rank_bm25_qps']:,.1f} q/s "
+        f"-> {ratio:,.0f}x; top-{args.k} overlap with rank_bm25 "
+        f"{small['top_k_overlap_with_rank_bm25']:.2f} (BM25Okapi's idf differs from Lucene's)")
+
+  with tempfile.TemporaryDirectory(prefix="kard-bench-retrieval-") as tmp:
+    from kard_jax.retrieval.passages import Passage, write_passages
+
+    passages_path = os.path.join(tmp, "passages.jsonl")
+    write_passages(passages_path, (Passage(f"p{i}", "", text) for i, text in
+                                   enumerate(corpus[:args.large])))
+    del corpus
+    queries_path = os.path.join(tmp, "queries.json")
+    with open(queries_path, "w", encoding="utf-8") as f:
+      json.dump(queries, f)
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", passages_path, queries_path,
+           os.path.join(tmp, "index"), "--k", str(args.k), "--threads", str(args.threads),
+           "--workers", str(args.workers)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    large = json.loads(proc.stdout.strip().splitlines()[-1])
+  print(f"[{args.large:,} passages] indexed in {large['index_s']:.0f} s "
+        f"({args.workers} tokenising processes); {large['qps']:,.0f} q/s with {args.threads} "
+        f"threads; latency p50 {large['latency_ms_p50']:.1f} ms, p95 "
+        f"{large['latency_ms_p95']:.1f} ms; peak RSS {large['peak_rss_gb']:.2f} GB")
+  print(f"[{args.large:,} passages] CPU time, which other work on the machine inflates less than "
+        f"wall time: index {large['index_cpu_s']:.0f} CPU-s (/{args.workers} = "
+        f"{large['index_cpu_s'] / args.workers:.0f} s on {args.workers} idle cores), "
+        f"{large['qps_per_cpu_s']:,.0f} queries per CPU-second")
+  load = os.getloadavg()[0]
+  print(f"load average {load:.1f} on {os.cpu_count()} CPUs (other work on the machine slows "
+        "every figure)", file=sys.stderr)
+  print(json.dumps({"qps_ratio_vs_rank_bm25": round(ratio, 1),
+                    "index_s_1m": round(large["index_s"], 1), "qps_1m": round(large["qps"], 1),
+                    "peak_rss_gb_1m": round(large["peak_rss_gb"], 3)}))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
