@@ -49,7 +49,7 @@ case "$cmd" in
     exec "$PY" -m kard_jax "$@" ;;
   bench)
     ensure_runtime
-    install_if_changed dev requirements-dev.txt
+    install_if_changed bench requirements-dev.txt bench/requirements.txt
     name="${1:?usage: ./run.sh bench NAME}"; shift
     exec "$PY" "bench/$name.py" "$@" ;;
   -h|--help|help)

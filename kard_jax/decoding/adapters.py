@@ -1,9 +1,9 @@
 """Decoding our two student families: the step callbacks, their caches and the compiled entry point.
 
-Encoder-decoder (`models.t5.Transformer`): the encoder runs once on the plain batch; its output is
-repeated per sample/beam and closed over by the step. The decoder cache (self-attention keys/values,
-and the cross-attention projections the model makes at step 0) travels through the loop, where it
-is repeated per sample/beam and reordered by beam search.
+Encoder-decoder (`models.t5.Transformer`): the encoder and the cross-attention projections of its
+output run once on the plain batch; they are repeated per sample/beam and held fixed by the step.
+Only the self-attention cache travels through the loop (repeated per sample/beam there, and
+reordered by beam search).
 
 Decoder-only (`models.gpt.GPT`), T5X's prefix-LM layout: the model reads `[0, x_1 .. x_n]` followed
 by the target, the prefix attending bidirectionally (`decoder_causal_attention`). One prefill pass
@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import flax
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -72,32 +74,56 @@ def run_decoder(config: DecodeConfig, tokens_to_logits: decode_lib.TokensToLogit
                                   top_k=config.top_k, top_p=config.top_p, **common)
 
 
+_CROSS_ATTENTION = "encoder_decoder_attention"
+
+
+def _split_cross_attention(cache: Any) -> tuple[dict, dict]:
+  """(self-attention part, cross-attention part) of a T5 decoder cache, as flat dicts."""
+  flat = traverse_util.flatten_dict(flax.core.unfreeze(cache))
+  cross = {k: v for k, v in flat.items() if _CROSS_ATTENTION in k}
+  return {k: v for k, v in flat.items() if _CROSS_ATTENTION not in k}, cross
+
+
 def encoder_decoder_generate(module: nn.Module, params: Any, encoder_input_tokens: jax.Array,
                              rng: jax.Array, config: DecodeConfig) -> decode_lib.DecodeResult:
   """Decodes a T5 `Transformer` for [B, S] right-padded inputs; returns [B, N, max_new_tokens].
 
-  The model projects the encoder output for cross-attention at step 0 and keeps it in the cache
-  (see `models.t5`), so later steps cost one token's worth of work per layer.
+  The encoder runs once, and so does the cross-attention projection of its output: one decoder
+  step on the plain batch fills that part of the cache (`models.t5` projects at a layer's first
+  step and counts steps per layer), which is then repeated per sample/beam and held fixed by the
+  step function. So samples and beams share one projection, and the loop carries (and beam
+  search reorders) only the self-attention cache.
   """
   from kard_jax.models import t5
 
   batch, length = encoder_input_tokens.shape
+  n = config.outputs_per_input
   encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
                          method=t5.Transformer.encode)
-  n = config.outputs_per_input
-  encoded_n = jnp.repeat(encoded, n, axis=0)
-  inputs_n = jnp.repeat(encoder_input_tokens, n, axis=0)
-  cache = t5.init_decode_cache(module, batch, length, config.max_new_tokens)
 
-  def tokens_to_logits(tokens_B1, cache, step):
-    del step  # the cache index knows the position
+  def decoder_step(cache, encoded, inputs, tokens_B1):
     logits, mutated = module.apply(
-        {"params": params, "cache": cache}, encoded_n, inputs_n, tokens_B1, tokens_B1,
+        {"params": params, "cache": cache}, encoded, inputs, tokens_B1, tokens_B1,
         enable_dropout=False, decode=True, mutable=["cache"], method=t5.Transformer.decode)
     return logits[:, 0], mutated["cache"]
 
+  cache = t5.init_decode_cache(module, batch, length, config.max_new_tokens)
+  self_cache, _ = _split_cross_attention(cache)
+  _, primed = decoder_step(cache, encoded, encoder_input_tokens,
+                           jnp.zeros((batch, 1), jnp.int32))
+  _, cross = _split_cross_attention(primed)  # projections, and each layer's step count (1)
+  cross = decode_lib.expand_batch(cross, batch, n)
+  encoded_n = jnp.repeat(encoded, n, axis=0)  # read only at a layer's first step: unused here
+  inputs_n = jnp.repeat(encoder_input_tokens, n, axis=0)
+
+  def tokens_to_logits(tokens_B1, self_cache, step):
+    del step  # the cache index knows the position
+    cache = traverse_util.unflatten_dict({**self_cache, **cross})
+    logits, cache = decoder_step(cache, encoded_n, inputs_n, tokens_B1)
+    return logits, _split_cross_attention(cache)[0]
+
   first = jnp.zeros((batch,), jnp.int32)  # T5's decoder starts from id 0
-  return run_decoder(config, tokens_to_logits, cache, first, rng)
+  return run_decoder(config, tokens_to_logits, self_cache, first, rng)
 
 
 def decoder_only_generate(module: nn.Module, params: Any, inputs: jax.Array, rng: jax.Array,

@@ -80,11 +80,15 @@ def make_train_step(model: models_lib.BaseModel, tx: optax.GradientTransformatio
       grads, metrics = _grads_and_metrics(model, state.params, batch, rng, num, mesh)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
-    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = state.replace(step=state.step + 1, params=keep(new_params, state.params),
-                              opt_state=keep(new_opt_state, state.opt_state))
+
+    def apply(params, opt_state):
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+    # A non-finite step changes nothing (and the loop stops on its flag).
+    new_params, new_opt_state = jax.lax.cond(finite, apply, lambda p, o: (p, o), state.params,
+                                             state.opt_state)
+    new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt_state)
     metrics = dict(metrics, grad_norm=grad_norm, learning_rate=lr_fn(state.step),
                    nonfinite=jnp.logical_not(finite).astype(jnp.float32))
     return new_state, metrics

@@ -51,11 +51,21 @@ def _t5_reference(module, params, inputs):
   return out
 
 
+_GREEDY = {}
+
+
+def _greedy(family, module, params):
+  """Greedy decodes of INPUTS, computed once per family (shared by the tests below)."""
+  if family not in _GREEDY:
+    config = adapters.DecodeConfig(method="greedy", max_new_tokens=MAX_NEW)
+    _GREEDY[family] = jax.device_get(adapters.make_generate_fn(family, module, config)(
+        params, jnp.asarray(INPUTS), jax.random.key(0)))
+  return _GREEDY[family]
+
+
 def test_t5_cached_greedy_equals_uncached_argmax(tiny_t5):
   module, params = tiny_t5
-  config = adapters.DecodeConfig(method="greedy", max_new_tokens=MAX_NEW)
-  got = adapters.make_generate_fn("t5", module, config)(params, jnp.asarray(INPUTS),
-                                                        jax.random.key(0))
+  got = _greedy("t5", module, params)
   np.testing.assert_array_equal(np.asarray(got.tokens[:, 0]), _t5_reference(module, params, INPUTS))
 
 
@@ -83,8 +93,22 @@ def _gpt_reference(module, params, inputs):
 
 def test_gpt_cached_greedy_equals_uncached_argmax(tiny_gpt):
   module, params = tiny_gpt
-  config = adapters.DecodeConfig(method="greedy", max_new_tokens=MAX_NEW)
-  got = adapters.make_generate_fn("gpt", module, config)(params, jnp.asarray(INPUTS),
-                                                         jax.random.key(0))
+  got = _greedy("gpt", module, params)
   np.testing.assert_array_equal(np.asarray(got.tokens[:, 0]),
                                 _gpt_reference(module, params, INPUTS))
+
+
+@pytest.mark.parametrize("family", ["t5", "gpt"])
+def test_every_sample_reads_its_own_inputs_cache(family, tiny_t5, tiny_gpt):
+  # top_k=1 makes sampling deterministic: each of the samples of input b must equal b's greedy
+  # decode, which holds only if caches (and T5's cross-attention keys/values) were expanded
+  # row by row.
+  module, params = tiny_t5 if family == "t5" else tiny_gpt
+  greedy = _greedy(family, module, params)
+  sampled = adapters.make_generate_fn(family, module, adapters.DecodeConfig(
+      method="sample", num_decodes=3, top_k=1, max_new_tokens=MAX_NEW))(
+          params, jnp.asarray(INPUTS), jax.random.key(0))
+  np.testing.assert_array_equal(np.asarray(sampled.tokens),
+                                np.repeat(np.asarray(greedy.tokens), 3, axis=1))
+  np.testing.assert_allclose(np.asarray(sampled.scores),
+                             np.repeat(np.asarray(greedy.scores), 3, axis=1), rtol=1e-5)

@@ -1,0 +1,248 @@
+"""The whole method on one benchmark: every stage in order, then the results table and plot.
+
+  data -> knowledge base -> teacher rationales -> vocabulary -> BM25 index -> retrieval
+       -> reranker -> students (one per method) -> evaluation (greedy, self-consistency)
+       -> results/<name>.{json,md,png}
+
+and, for the synthetic benchmark, the same for fine-tuning, reasoning distillation and KARD on
+worlds of other sizes (`sweep_entities`), for accuracy against knowledge-base size. Stages are
+content-addressed (see `stages`): a second run reuses everything finished, `only` runs the named
+stages alone (their inputs must be finished), `force` re-runs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from kard_jax.pipeline import benchmark_stages as bs
+from kard_jax.pipeline import methods as methods_lib
+from kard_jax.pipeline import report, results
+from kard_jax.pipeline import student_stages as ss
+from kard_jax.pipeline.config import PipelineConfig
+from kard_jax.pipeline.stages import MissingStage, Store
+
+
+def _log(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What a run produced: result rows and where the report went."""
+  results: dict[str, Any]
+  paths: dict[str, str]
+  stages: list[dict[str, Any]]
+
+
+def _examples(bench: bs.Bench, split: str):
+  from kard_jax.data.example import read_examples  # pylint: disable=import-outside-toplevel
+
+  return read_examples(bench.files[f"examples/{split}.jsonl"])
+
+
+def prepare(store: Store, bench: bs.Bench, config: PipelineConfig, *, need_reranker: bool,
+            synthetic_overrides: dict[str, Any] | None = None) -> bool:
+  """Data, knowledge base, teacher, vocabulary, index, retrieval (and the reranker).
+
+  Returns False when a stage outside `--only` is missing (nothing after it can run)."""
+  try:
+    bs.data(store, bench, config, synthetic_overrides)
+    bs.knowledge_base(store, bench, config)
+    bs.teacher(store, bench, config)
+    bs.vocabulary(store, bench, config)
+    bs.index(store, bench, config)
+    bs.retrieval(store, bench, config)
+  except MissingStage as e:
+    store.skipped.append(str(e))
+    _log(f"[{bench.name}] stopped: {e}")
+    return False
+  if need_reranker:
+    try:
+      bs.reranker(store, bench, config)
+    except MissingStage as e:  # only the reranked method needs it
+      store.skipped.append(str(e))
+      _log(f"[{bench.stage('reranker')}] skipped: {e}")
+  return True
+
+
+def _row(method: methods_lib.Method, decoding: ss.Decoding, counted: dict[str, Any],
+         **extra: Any) -> dict[str, Any]:
+  name = method.name + (" + self-consistency" if decoding.sampled else "")
+  return {"method": method.key, "name": name, "decoding": decoding.name,
+          "accuracy": counted["accuracy"], "counts": counted["counts"],
+          "parse_rate": counted.get("parse_rate"), **extra}
+
+
+def evaluate_methods(store: Store, bench: bs.Bench, config: PipelineConfig,
+                     method_keys: Sequence[str], *, self_consistency: bool,
+                     group_field: str | None) -> list[dict[str, Any]]:
+  """Trains and evaluates each method; returns one results row per (method, decoding)."""
+  pieces = bs.vocab_pieces(bench, config.vocab_extra_ids)
+  if not config.vocab_file:
+    # Trained vocabularies get the rows asked for even when a small corpus gave fewer pieces,
+    # so students of every benchmark variant share one shape (and one compiled program).
+    pieces = max(pieces, config.vocab_size + config.vocab_extra_ids)
+  vocab_size = ss.vocab_size_for(pieces)
+  examples = _examples(bench, config.eval_split)
+  rows: list[dict[str, Any]] = []
+  for key in method_keys:
+    try:
+      rows += _method_rows(store, bench, config, key, vocab_size, examples,
+                           self_consistency=self_consistency, group_field=group_field)
+    except MissingStage as e:
+      store.skipped.append(str(e))
+      _log(f"[{bench.stage(key)}] skipped: {e}")
+  return rows
+
+
+def _method_rows(store: Store, bench: bs.Bench, config: PipelineConfig, key: str,
+                 vocab_size: int, examples, *, self_consistency: bool,
+                 group_field: str | None) -> list[dict[str, Any]]:
+  """Trains and evaluates one method (reusing what is finished); its results rows."""
+  method = methods_lib.get(key)
+  if key == "teacher":
+    art = bs.teacher_predictions(store, bench, config)
+    if art is None:
+      _log("[teacher] no stored teacher predictions configured; no teacher row")
+      return []
+    counted = results.recount(art.file("teacher_predictions.jsonl"), examples, group_field)
+    return [_row(method, ss.Decoding("stored"), counted)]
+  if key == "scicot":
+    stage1 = ss.train(store, bench, config, methods_lib.SCICOT_RATIONALE_FROM, vocab_size)
+    first = ss.evaluate(store, bench, config, methods_lib.get(
+        methods_lib.SCICOT_RATIONALE_FROM), ss.GREEDY, stage1)
+    ss.scicot_rationales(store, bench, config, first)
+  trained = ss.train(store, bench, config, key, vocab_size)
+  decodings = [ss.GREEDY]
+  if (self_consistency and method.rationale and config.self_consistency > 1
+      and key in config.self_consistency_methods):
+    decodings.append(ss.self_consistency(config.self_consistency))
+  rows = []
+  for decoding in decodings:
+    evaluated = ss.evaluate(store, bench, config, method, decoding, trained)
+    counted = results.recount(evaluated.file("predictions.jsonl"), examples, group_field)
+    rows.append(_row(method, decoding, counted,
+                     eval_dir=os.path.relpath(evaluated.path, store.root)))
+  return rows
+
+
+def _group_field(config: PipelineConfig) -> str | None:
+  if config.group_field:
+    return config.group_field
+  return "entity_split" if config.benchmark == "synthetic" else None
+
+
+def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = None,
+        force: Sequence[str] = (), command: str = "kard pipeline",
+        write: bool = True) -> Outcome:
+  """Runs (or reuses) every stage for `config` under `work_dir`; writes the report."""
+  start = time.time()
+  store = Store(work_dir, runnable=only, force=force, log=_log)
+  group_field = _group_field(config)
+  main = bs.Bench(config.benchmark, config.benchmark,
+                  os.path.join(store.root, "data", config.benchmark))
+  need_reranker = "kard_rerank" in config.methods
+  rows: list[dict[str, Any]] = []
+  if prepare(store, main, config, need_reranker=need_reranker):
+    rows = evaluate_methods(store, main, config, config.methods, self_consistency=True,
+                            group_field=group_field)
+
+  sweep_rows: list[dict[str, Any]] = []
+  if config.sweep_entities:
+    base = (config.synthetic or {}).get("num_entities")
+    if base is None:
+      from kard_jax.data.synthetic import SyntheticConfig  # pylint: disable=import-outside-toplevel
+      base = SyntheticConfig().num_entities
+    for n in sorted(set(config.sweep_entities) | {base}):
+      if n == base:
+        bench, keys = main, [k for k in config.sweep_methods if k in config.methods]
+        bench_rows = [r for r in rows if r["method"] in keys and r["decoding"] == "greedy"]
+        missing = [k for k in config.sweep_methods if k not in keys]
+      else:
+        bench = bs.Bench(f"{config.benchmark}_e{n}", config.benchmark,
+                         os.path.join(store.root, "data", f"{config.benchmark}_e{n}"))
+        bench_rows, missing = [], list(config.sweep_methods)
+        if not prepare(store, bench, config, need_reranker=False,
+                       synthetic_overrides={"num_entities": n}):
+          continue
+      if missing:
+        bench_rows += evaluate_methods(store, bench, config, missing, self_consistency=False,
+                                       group_field=group_field)
+      for r in bench_rows:
+        sweep_rows.append({"num_entities": n, "method": r["method"],
+                           "name": methods_lib.get(r["method"]).name,
+                           "accuracy": r["accuracy"], "counts": r["counts"]})
+    if "spiece.model" in main.files:  # the main benchmark's tasks again, for later users
+      ss.register_tasks(main, config)
+
+  out = {
+      "command": command,
+      "benchmark": config.benchmark,
+      "split": config.eval_split,
+      "config": config.to_json(),
+      "rows": rows,
+      "timing": {"total_seconds": round(time.time() - start, 1),
+                 "stages": {r["stage"]: round(r["seconds"], 1) for r in store.records},
+                 "reused": sum(r["status"] == "reused" for r in store.records),
+                 "ran": sum(r["status"] == "ran" for r in store.records)},
+  }
+  if sweep_rows:
+    out["sweep"] = {"x": "num_entities", "group": "unseen" if group_field else "all",
+                    "rows": sweep_rows}
+  retrieval_rows = retrieval_summary(main)
+  if retrieval_rows:
+    out["retrieval"] = retrieval_rows
+  paths: dict[str, str] = {}
+  if store.skipped:
+    _log(f"{len(store.skipped)} stages were not run (see --only); no report written")
+  elif write:
+    paths = report.write_report(out, config.results_dir, config.name, with_plot=config.plot)
+  return Outcome(out, paths, store.records)
+
+
+def retrieval_summary(bench: bs.Bench, split: str | None = None,
+                      ks: Sequence[int] = (1, 3, 5)) -> dict[str, dict[str, float]]:
+  """Recall@k, in %, of each question's long-tail fact: the first of its examples'
+  extra["gold_passages"] (the synthetic subject's own passage), per retrieval file."""
+  from kard_jax.data.example import read_examples  # pylint: disable=import-outside-toplevel
+  from kard_jax.data import jsonl  # pylint: disable=import-outside-toplevel
+
+  out: dict[str, dict[str, float]] = {}
+  split = split or "test"
+  path = bench.files.get(f"examples/{split}.jsonl")
+  if not path:
+    return out
+  gold = {ex.id: set((ex.extra.get("gold_passages") or ())[:1]) for ex in read_examples(path)}
+  if not any(gold.values()):
+    return out
+  for name, rel in (("question BM25", f"retrieval/question_{split}.jsonl"),
+                    ("reranker", f"retrieval/reranked_{split}.jsonl")):
+    if rel not in bench.files:
+      continue
+    hits = {k: 0 for k in ks}
+    total = 0
+    for _, obj in jsonl.iter_jsonl(bench.files[rel]):
+      want = gold.get(str(obj["id"]))
+      if not want:
+        continue
+      ranked = [p["id"] for p in obj["passages"]]
+      total += 1
+      for k in ks:
+        hits[k] += int(bool(want & set(ranked[:k])))
+    if total:
+      out[name] = {f"recall@{k}": 100.0 * hits[k] / total for k in ks}
+  return out
+
+
+def describe_stages(config: PipelineConfig) -> list[str]:
+  """The stage families, in order (for --help and --only)."""
+  del config
+  return ["data", "kb", "teacher", "vocab", "index", "retrieval", "reranker", "train", "eval",
+          "scicot_rationales", "teacher_predictions"]
+
+
+__all__ = ["run", "prepare", "evaluate_methods", "Outcome", "MissingStage", "describe_stages"]

@@ -1,0 +1,207 @@
+"""The student stages: train a method's student, decode the evaluation split, and Sci-CoT's hand-over.
+
+Training runs `kard train` in this process with the method's gin file (plus the pipeline's
+bindings: model directory, vocabulary size), after registering the benchmark's SeqIO tasks on
+the assembled view. A stage's key covers the gin files (with their includes), the bindings and
+the content of exactly the files its task reads, so e.g. adding a method or re-running the
+reranker never retrains answer-only fine-tuning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Sequence
+
+from kard_jax.data import jsonl
+from kard_jax.pipeline import methods as methods_lib
+from kard_jax.pipeline.benchmark_stages import Bench, run_command
+from kard_jax.pipeline.config import PipelineConfig, method_gin
+from kard_jax.pipeline.stages import Artifact, Store
+
+_INCLUDE = re.compile(r"^\s*include\s+['\"]([^'\"]+)['\"]", re.M)
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+  """How an evaluation decodes: greedy, or `num_samples` sampled outputs voted on."""
+  name: str = "greedy"
+  num_samples: int = 1
+  top_k: int = 0
+  top_p: float = 1.0
+  temperature: float = 1.0
+
+  @property
+  def sampled(self) -> bool:
+    return self.num_samples > 1
+
+
+GREEDY = Decoding()
+
+
+def self_consistency(n: int) -> Decoding:
+  """KARD's evaluation: n rationales sampled with top-k 50 / top-p 0.95, majority vote."""
+  return Decoding(f"self-consistency@{n}", n, top_k=50, top_p=0.95)
+
+
+def resolve_gin(path: str) -> str:
+  for base in ("", os.getcwd(), _REPO):
+    full = os.path.join(base, path) if base else path
+    if os.path.isfile(full):
+      return os.path.abspath(full)
+  raise FileNotFoundError(f"gin file {path!r} not found (relative paths resolve against the "
+                          "working directory and the repository root)")
+
+
+def gin_closure(path: str) -> list[str]:
+  """A gin file and the project's files it includes, recursively (in include order)."""
+  out: list[str] = []
+
+  def visit(p: str):
+    full = resolve_gin(p)
+    if full in out:
+      return
+    out.append(full)
+    with open(full, encoding="utf-8") as f:
+      for inc in _INCLUDE.findall(f.read()):
+        try:
+          visit(inc)
+        except FileNotFoundError:
+          if not inc.startswith("t5x/"):
+            raise
+  visit(path)
+  return out
+
+
+def gin_inputs(store: Store, path: str) -> dict[str, Artifact]:
+  return {f"gin_{i}": store.source(p, "gin") for i, p in enumerate(gin_closure(path))}
+
+
+def vocab_size_for(pieces: int) -> int:
+  """The model's vocabulary rows: pieces (+ extra ids) rounded up to a multiple of 128."""
+  return -(-pieces // 128) * 128
+
+
+def register_tasks(bench: Bench, config: PipelineConfig) -> list[str]:
+  """(Re-)registers the benchmark's tasks on its assembled view, with this run's settings."""
+  import tasks  # pylint: disable=import-outside-toplevel
+
+  return tasks.register_benchmark(
+      bench.benchmark, bench.view, bench.files["spiece.model"],
+      extra_ids=config.vocab_extra_ids, num_passages=config.num_passages,
+      max_rationales=config.max_rationales, multitask_rates=tuple(config.multitask_rates))
+
+
+def _reads(method: methods_lib.Method) -> tuple[str, ...]:
+  """The artifacts a method's training task reads."""
+  needs = ["data", "vocab"]
+  if method.key != "answer_only":
+    needs.append("teacher")
+  if method.key.startswith("kard"):
+    needs.append("retrieval")
+  return tuple(needs)
+
+
+def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
+          vocab_size: int) -> Artifact:
+  """The trained student of `method_key` (or of the method it shares its student with)."""
+  owner = methods_lib.get(methods_lib.training_owner(method_key))
+  gin_file = method_gin(config, owner.key)
+  inputs = {k: bench.need(k) for k in _reads(owner)}
+  inputs.update(gin_inputs(store, gin_file))
+  bindings = [f"VOCAB_SIZE={vocab_size}"] + list(config.train_bindings)
+  settings = {"bindings": bindings, "num_passages": config.num_passages,
+              "max_rationales": config.max_rationales, "extra_ids": config.vocab_extra_ids}
+  if owner.key == "multitask":
+    settings["multitask_rates"] = list(config.multitask_rates)
+
+  def make(out):
+    import gin  # pylint: disable=import-outside-toplevel
+
+    register_tasks(bench, config)
+    gin.clear_config()
+    run_command(["train", "--gin_file", gin_file, "--model_dir", os.path.join(out, "model")]
+                + [f"--gin.{b}" for b in bindings])
+    return {"method": owner.key}
+
+  art = store.run(bench.stage("train", owner.key), make, inputs=inputs, config=settings)
+  bench.artifacts[f"train/{owner.key}"] = art
+  return art
+
+
+def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
+                      stage1_eval: Artifact) -> Artifact:
+  """rationales/scicot_{split}.jsonl: Sci-CoT stage 1's generated rationales, as Rationales."""
+  from kard_jax.data.rationale import Rationale, write_rationales  # pylint: disable=import-outside-toplevel
+
+  split = config.eval_split
+
+  def make(out):
+    rows = []
+    for _, obj in jsonl.iter_jsonl(stage1_eval.file("predictions.jsonl")):
+      texts = obj.get("outputs") or [obj["prediction"]]
+      rows.append(Rationale(str(obj["id"]), 0, str(texts[0]), obj.get("answer_parsed"),
+                            "scicot-stage1", {"decoding": "greedy"}))
+    write_rationales(os.path.join(out, "rationales", f"scicot_{split}.jsonl"), rows)
+    return {"rationales": len(rows)}
+
+  art = store.run(bench.stage("scicot_rationales"), make, inputs={"stage1": stage1_eval},
+                  config={"split": split})
+  bench.publish(art, {f"rationales/scicot_{split}.jsonl": f"rationales/scicot_{split}.jsonl"})
+  bench.artifacts["scicot_rationales"] = art
+  return art
+
+
+def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods_lib.Method,
+             decoding: Decoding, trained: Artifact) -> Artifact:
+  """predictions.jsonl + metrics.json of `method`'s student on the evaluation split."""
+  from kard_jax.decoding import adapters  # pylint: disable=import-outside-toplevel
+  from kard_jax.decoding import evaluate as eval_lib  # pylint: disable=import-outside-toplevel
+
+  import tasks  # pylint: disable=import-outside-toplevel
+
+  task = tasks.task_name(bench.benchmark, method.eval_task)
+  if decoding.sampled:
+    decode = adapters.DecodeConfig(method="sample", num_decodes=decoding.num_samples,
+                                   temperature=decoding.temperature, top_k=decoding.top_k,
+                                   top_p=decoding.top_p, max_new_tokens=config.max_decode_length)
+  else:
+    decode = adapters.DecodeConfig(method="greedy", max_new_tokens=config.max_decode_length)
+  inputs = {"model": trained, **eval_inputs(bench, method)}
+  settings = {"task": method.eval_task, "split": config.eval_split,
+              "decoding": dataclasses.asdict(decode), "batch_size": config.eval_batch_size,
+              "num_passages": config.num_passages}
+  if decoding.sampled:
+    settings["seed"] = config.eval_seed  # greedy decoding does not depend on it
+
+  def make(out):
+    register_tasks(bench, config)
+    metrics, _ = eval_lib.evaluate(os.path.join(trained.path, "model"), task, decode,
+                                   split=config.eval_split, batch_size=config.eval_batch_size,
+                                   out_dir=out, seed=config.eval_seed)
+    return {k: metrics[k] for k in ("accuracy", "num_examples", "answer_parse_rate")}
+
+  stage = bench.stage("eval", method.key if not decoding.sampled else
+                      f"{method.key}_sc{decoding.num_samples}")
+  return store.run(stage, make, inputs=inputs, config=settings)
+
+
+def eval_inputs(bench: Bench, method: methods_lib.Method) -> dict[str, Artifact]:
+  """What a method's evaluation task reads besides the checkpoint."""
+  inputs = {"data": bench.need("data"), "vocab": bench.need("vocab")}
+  if "question" in method.reads:
+    inputs["retrieval"] = bench.need("retrieval")
+  if "reranked" in method.reads:
+    inputs["reranker"] = bench.need("reranker")
+  if method.key == "scicot":
+    inputs["scicot_rationales"] = bench.need("scicot_rationales")
+  return inputs
+
+
+def group_counts(values: Sequence[Any]) -> dict[str, int]:
+  counts: dict[str, int] = {}
+  for v in values:
+    counts[str(v)] = counts.get(str(v), 0) + 1
+  return counts

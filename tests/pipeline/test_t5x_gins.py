@@ -1,0 +1,236 @@
+"""The T5X gin files parse, follow T5X's rules (shared/T5X_NOTES.md) and name registered tasks.
+
+T5X is not installed, so the files are read with gin's own parser (syntax, imports, includes,
+bindings) without importing the modules they name; what can be checked here without T5X is:
+  * every file opens with `from __gin__ import dynamic_registration` and imports every module
+    its bindings and references name;
+  * train / eval / infer files include the matching T5X run gin, after a model gin and before
+    the shared task file, and the shared file binds nothing from __main__ and includes no run
+    gin, so all three entry points can include it;
+  * the macros T5X's run gins leave REQUIRED are set, and USE_CACHED_TASKS is off;
+  * bindings to our own configurables name real parameters (T5Config / GPTConfig fields);
+  * every task or mixture a file (or its usage comment) names is registered after `import tasks`,
+    and the vocabulary bound to the model is the task's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pathlib
+import re
+
+import pytest
+from gin import config_parser
+
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+T5X_DIR = REPO_ROOT / "gin_configs" / "t5x"
+SHARED = "gin_configs/t5x/kard_task.gin"
+RUN_GINS = {"train": ("t5x/configs/runs/pretrain.gin", "t5x/configs/runs/finetune.gin"),
+            "eval": ("t5x/configs/runs/eval.gin",),
+            "infer": ("t5x/configs/runs/infer.gin",)}
+T5X_MODEL_GINS = ("t5x/examples/t5/t5_1_1/base.gin", "t5x/examples/t5/t5_1_1/large.gin",
+                  "t5x/examples/t5/t5_1_1/xl.gin")
+# Macros T5X's run gins declare %gin.REQUIRED (beyond MODEL, which the model gin defines).
+REQUIRED = {"train": {"MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "TRAIN_STEPS",
+                      "DROPOUT_RATE", "VOCABULARY", "MODEL"},
+            "eval": {"MIXTURE_OR_TASK_NAME", "DROPOUT_RATE", "VOCABULARY", "MODEL"},
+            "infer": {"MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "DROPOUT_RATE",
+                      "VOCABULARY", "MODEL"}}
+
+
+class _Recorder(config_parser.ParserDelegate):
+  def __init__(self):
+    self.references: list[str] = []
+    self.macros: list[str] = []
+
+  def configurable_reference(self, scoped_configurable_name, evaluate):
+    self.references.append(scoped_configurable_name)
+    return ("@", scoped_configurable_name, evaluate)
+
+  def macro(self, macro_name):
+    self.macros.append(macro_name)
+    return ("%", macro_name)
+
+
+@dataclasses.dataclass
+class GinFile:
+  path: pathlib.Path
+  text: str
+  imports: list[config_parser.ImportStatement]
+  includes: list[str]
+  bindings: list[config_parser.BindingStatement]
+  references: list[str]
+
+  @property
+  def aliases(self) -> dict[str, str]:
+    return {s.bound_name(): s.module for s in self.imports}
+
+  def macros(self) -> dict[str, object]:
+    return {b.selector: b.value for b in self.bindings if "." not in b.selector and not b.arg_name}
+
+  def configurable_bindings(self) -> list[config_parser.BindingStatement]:
+    return [b for b in self.bindings if "." in b.selector]
+
+
+def parse(path: pathlib.Path) -> GinFile:
+  text = path.read_text()
+  recorder = _Recorder()
+  imports, includes, bindings = [], [], []
+  for statement in config_parser.ConfigParser(text, recorder):
+    if isinstance(statement, config_parser.ImportStatement):
+      imports.append(statement)
+    elif isinstance(statement, config_parser.IncludeStatement):
+      includes.append(statement.filename)
+    elif isinstance(statement, config_parser.BindingStatement):
+      bindings.append(statement)
+  return GinFile(path, text, imports, includes, bindings, recorder.references)
+
+
+def gin_files() -> list[pathlib.Path]:
+  return sorted(T5X_DIR.glob("*.gin"))
+
+
+def kind(path: pathlib.Path) -> str | None:
+  stem = path.stem
+  for name, suffixes in (("train", ("_train", "_finetune")), ("eval", ("_eval",)),
+                         ("infer", ("_infer",))):
+    if stem.endswith(suffixes):
+      return name
+  return None
+
+
+def flattened(path: pathlib.Path) -> dict[str, object]:
+  """Macros after the project's own includes are expanded, last assignment winning."""
+  gin = parse(path)
+  macros: dict[str, object] = {}
+  for include in gin.includes:
+    if include.startswith("gin_configs/"):
+      macros.update(flattened(REPO_ROOT / include))
+  macros.update(gin.macros())
+  return macros
+
+
+def test_the_expected_files_exist():
+  names = {p.name for p in gin_files()}
+  for family in ("flan_t5", "kard_t5", "kard_gpt"):
+    for suffix in ("eval", "infer"):
+      assert f"{family}_{suffix}.gin" in names
+  assert {"flan_t5_finetune.gin", "kard_t5_train.gin", "kard_gpt_train.gin",
+          "kard_task.gin", "kard_t5_model.gin", "kard_gpt_model.gin"} <= names
+
+
+@pytest.mark.parametrize("path", gin_files(), ids=lambda p: p.name)
+def test_dynamic_registration_and_imports(path):
+  gin = parse(path)
+  assert gin.imports, f"{path.name} imports nothing"
+  first = gin.imports[0]
+  assert (first.module, first.is_from) == ("__gin__.dynamic_registration", True)
+  assert gin.text.lstrip().splitlines()[0].startswith("#"), "start with the command that runs it"
+  first_code = next(l for l in gin.text.splitlines() if l.strip() and not l.startswith("#"))
+  assert first_code.strip() == "from __gin__ import dynamic_registration"
+  aliases = gin.aliases
+  for binding in gin.configurable_bindings():
+    module = binding.selector.split(".")[0]
+    assert module in aliases, f"{path.name}:{binding.location.line_num}: {module} not imported"
+  for ref in gin.references:
+    name = ref.split("/")[-1]
+    if "." in name:
+      assert name.split(".")[0] in aliases, f"{path.name}: @{ref} names an unimported module"
+  assert "__main__" not in {s.module for s in gin.imports}, \
+      "run configs belong to T5X's run gins; ours bind no __main__ configurable"
+  for include in gin.includes:
+    if include.startswith("gin_configs/"):
+      assert (REPO_ROOT / include).is_file(), f"{path.name} includes missing {include}"
+    else:
+      assert include.startswith("t5x/"), include
+      assert include in sum(RUN_GINS.values(), ()) + T5X_MODEL_GINS, include
+  assert "seqio.deterministic" not in gin.text and "t5x.tasks" not in gin.text
+
+
+def test_shared_file_binds_nothing_from_main_and_sets_the_task():
+  gin = parse(REPO_ROOT / SHARED)
+  assert not any(i.startswith("t5x/configs/runs/") for i in gin.includes)
+  assert "tasks" in {s.module for s in gin.imports}, "import tasks inside the gin (rule 7)"
+  macros = gin.macros()
+  assert macros["MIXTURE_OR_TASK_MODULE"] == "tasks"
+  assert macros["USE_CACHED_TASKS"] is False
+  lengths = macros["TASK_FEATURE_LENGTHS"]
+  assert set(lengths) == {"inputs", "targets"} and all(v > 0 for v in lengths.values())
+  rebound = {(b.selector, b.arg_name) for b in gin.configurable_bindings()}
+  assert ("seqio.SentencePieceVocabulary", "sentencepiece_model_file") in rebound
+  assert ("seqio.SentencePieceVocabulary", "extra_ids") in rebound
+
+
+@pytest.mark.parametrize("path", [p for p in gin_files() if kind(p)], ids=lambda p: p.name)
+def test_entry_point_files_include_model_run_and_task_in_order(path):
+  gin = parse(path)
+  runs = [i for i in gin.includes if i.startswith("t5x/configs/runs/")]
+  assert len(runs) == 1 and runs[0] in RUN_GINS[kind(path)], gin.includes
+  model = gin.includes.index(runs[0]) - 1
+  assert model >= 0, "a model gin comes before the run gin"
+  assert gin.includes[model].endswith("_model.gin") or gin.includes[model] in T5X_MODEL_GINS
+  assert gin.includes[-1] == SHARED, "the shared task file comes after the run gin"
+  macros = flattened(path)
+  missing = REQUIRED[kind(path)] - set(macros)
+  if any(i in T5X_MODEL_GINS for i in gin.includes):  # T5X's model gin defines MODEL itself
+    missing -= {"MODEL"}
+  assert not missing, f"{path.name} leaves {sorted(missing)} unset"
+  if "finetune.gin" in runs[0]:
+    assert str(macros["INITIAL_CHECKPOINT_PATH"]).startswith("gs://t5-data/pretrained_models/")
+    assert macros["TRAIN_STEPS"] > int(macros["INITIAL_CHECKPOINT_PATH"].rsplit("_", 1)[1])
+
+
+def _fields(cls) -> set[str]:
+  return {f.name for f in dataclasses.fields(cls)}
+
+
+def test_bindings_to_our_modules_name_real_parameters():
+  from kard_jax.models import gpt, t5
+  from kard_jax.pipeline import t5x_support
+
+  known = {"t5.T5Config": _fields(t5.T5Config), "gpt.GPTConfig": _fields(gpt.GPTConfig),
+           "t5.Transformer": {"config"}, "gpt.GPT": {"config"},
+           "t5x_support.task_vocabulary":
+               set(inspect.signature(t5x_support.task_vocabulary).parameters)}
+  checked = 0
+  for path in gin_files():
+    for b in parse(path).configurable_bindings():
+      if b.selector in known:
+        assert b.arg_name in known[b.selector], f"{path.name}: {b.selector}.{b.arg_name}"
+        checked += 1
+  assert checked >= 10
+  vocab_sizes = [b.value for p in gin_files() for b in parse(p).configurable_bindings()
+                 if b.arg_name == "vocab_size"]
+  assert vocab_sizes and all(v % 128 == 0 for v in vocab_sizes)
+
+
+def _named_tasks() -> set[str]:
+  names = set()
+  for path in gin_files():
+    gin = parse(path)
+    value = gin.macros().get("MIXTURE_OR_TASK_NAME")
+    if isinstance(value, str):
+      names.add(value)
+    names |= set(re.findall(r"MIXTURE_OR_TASK_NAME=\"'([a-z0-9_]+)'\"", gin.text))
+  return names
+
+
+def test_named_tasks_are_registered_and_the_vocabulary_is_the_tasks(tmp_path, monkeypatch):
+  monkeypatch.setenv("KARD_DATA_DIR", str(tmp_path))
+  import seqio
+  import tasks
+  from kard_jax.pipeline import t5x_support
+
+  names = _named_tasks()
+  assert len(names) >= 3
+  registered = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+  for name in names:
+    assert name in registered, f"{name} is not registered by `import tasks`"
+    assert name in tasks.REGISTERED
+    vocab = t5x_support.task_vocabulary(name)
+    task = seqio.get_mixture_or_task(name)
+    assert vocab == task.output_features["inputs"].vocabulary
+  with pytest.raises(ValueError):
+    t5x_support.task_vocabulary(sorted(names)[0], feature="nope")
