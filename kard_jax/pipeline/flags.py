@@ -35,7 +35,7 @@ def add_gin_flags(parser: argparse.ArgumentParser) -> None:
                       "(the repository's root is always searched)")
   parser.epilog = ((parser.epilog or "") +
                    " Any --gin.KEY=VALUE binds a gin parameter after the files are parsed, "
-                   "e.g. --gin.train.num_steps=100 or --gin.MODEL_DIR=\"'/tmp/run'\".").strip()
+                   "e.g. --gin.train.total_steps=100 or --gin.MODEL_DIR=\"'/tmp/run'\".").strip()
 
 
 def parse_gin(args: argparse.Namespace) -> None:
