@@ -9,8 +9,8 @@ Hugging Face exporter, and greedy outputs are compared token by token as a check
 run the same model.
 
 Both run in this process on the same `--threads` cores (default 1): the process is pinned to them
-and PyTorch uses that many threads (XLA sizes its pools from the affinity mask). On a shared
-machine this keeps spinning thread pools from distorting either side. Times are the best of
+and PyTorch uses that many threads. On a shared machine this keeps oversubscribed, spinning thread
+pools from distorting either side (unpinned, PyTorch's were slowed down ~20x here by other load). Times are the best of
 `--repeats` calls after a warm-up (ours: compiled ahead of time; theirs: a 2-token call); CPU
 seconds are printed too, being less sensitive to other load than wall time.
 

@@ -75,9 +75,10 @@ class Reranker:
     bar = tqdm(total=len(questions), desc="rerank", unit=" questions",
                disable=not self.show_progress, mininterval=2.0)
     for s in range(0, len(questions), self.batch_size):
-      qs = list(questions[s:s + self.batch_size])
       cands = [np.asarray(c, np.int64) for c in candidates[s:s + self.batch_size]]
-      K = max([len(c) for c in cands] + [1])
+      # Fixed batch rows and candidates rounded up to 32: few shapes, few compilations.
+      qs = list(questions[s:s + self.batch_size]) + [""] * (self.batch_size - len(cands))
+      K = -(-max([len(c) for c in cands] + [1]) // 32) * 32
       positions = np.zeros((len(qs), K), np.int64)
       valid = np.zeros((len(qs), K), np.int32)
       for i, c in enumerate(cands):
@@ -90,7 +91,7 @@ class Reranker:
         p, p_mask = vectors.gather(positions, self.tables.max_passage_length, valid)
         scores = np.asarray(_maxsim(q, q_mask, p, p_mask))
       out += [scores[i, :len(c)] for i, c in enumerate(cands)]
-      bar.update(len(qs))
+      bar.update(len(cands))
     bar.close()
     return out
 

@@ -28,7 +28,7 @@ Parameters are {"encoder": BERT params, "compressor" | "head": Dense params}; `e
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Optional
 
 import flax.linen as nn
 import jax

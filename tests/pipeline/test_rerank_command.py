@@ -24,7 +24,7 @@ from kard_jax.reranker import setup
 include 'gin_configs/reranker/strategyqa.gin'
 TRAIN_STEPS = 4
 BATCH_SIZE = 8
-EVAL_PERIOD = 2
+EVAL_PERIOD = 4
 WARMUP_STEPS = 1
 setup.RerankerConfig.checkpoint = '{bert}'
 setup.RerankerConfig.max_query_length = 16
@@ -77,10 +77,6 @@ def test_train_evaluate_apply(setup, capsys):
   records = read_retrieval_file(f"{data_dir}/retrieval/reranked_validation.jsonl")
   assert len(records) == tiny.SYNTHETIC.num_validation
   assert all(r.query == "reranked" and r.sample is None and len(r.passages) == 3 for r in records)
-
-  # Training again resumes the finished run: nothing to do, same step.
-  code, out, err = _run(["rerank", "train", *common, "--gin_file", str(gin_file)], capsys)
-  assert code == 0 and json.loads(out.strip().splitlines()[-1])["step"] == 4
 
 
 def test_help_and_input_errors(setup, capsys, tmp_path):

@@ -50,8 +50,8 @@ def test_target_rank_matches_a_loop_and_counts_ties_against_the_scorer():
 @pytest.fixture(scope="module")
 def params():
   model = _model()
-  variables = model.get_initial_variables(jax.random.PRNGKey(0), model.default_input_shapes())
-  return jax.tree.map(lambda x: getattr(x, "value", x), variables["params"])
+  init = jax.jit(lambda k: model.get_initial_variables(k, model.default_input_shapes()))
+  return jax.tree.map(lambda x: getattr(x, "value", x), init(jax.random.PRNGKey(0))["params"])
 
 
 @pytest.mark.parametrize("loss", ["kl", "ce"])
@@ -59,8 +59,9 @@ def test_loss_ignores_padding_rows_and_follows_the_step(params, loss):
   model = _model(loss)
   rng = np.random.default_rng(1)
   batch = _batch(rng, step=4)
-  value, metrics = model.loss_fn(params, batch, None)
-  scores = np.asarray(model.scores(params, batch))
+  loss_fn = jax.jit(lambda p, b: model.loss_fn(p, b, None))
+  value, metrics = loss_fn(params, batch)
+  scores = np.asarray(jax.jit(model.scores)(params, batch))
   tau_t, tau_m = model.tau_target(4), model.tau_model(4)
   mask = batch["candidate_mask"] > 0
   if loss == "kl":
@@ -70,10 +71,10 @@ def test_loss_ignores_padding_rows_and_follows_the_step(params, loss):
   np.testing.assert_allclose(float(value), float(want), rtol=1e-5)
   np.testing.assert_allclose(float(metrics["tau_model"]), float(tau_m), rtol=1e-6)
   padded = {k: np.concatenate([v, np.zeros_like(v[:2])]) for k, v in batch.items()}
-  value2, metrics2 = model.loss_fn(params, padded, None)
+  value2, metrics2 = loss_fn(params, padded)
   np.testing.assert_allclose(float(value2), float(value), rtol=1e-5)
   assert float(metrics2["loss_denominator"]) == 4.0
-  out = model.eval_fn(params, padded)
+  out = jax.jit(model.eval_fn)(params, padded)
   ranks = model_lib.numpy_rank_reference(scores, batch["targets"], mask)
   assert [float(x) for x in out["top1"]] == [float(np.sum(ranks < 1)), 4.0]
 
@@ -82,12 +83,17 @@ def test_a_few_steps_learn_to_rank_the_target_first(params):
   model = _model(steps=1)
   batch = _batch(np.random.default_rng(2), step=1)
   tx = optax.adam(3e-3)
-  state = tx.init(params)
-  grad = jax.jit(jax.grad(lambda p: model.loss_fn(p, batch, None)[0]))
-  p = params
-  first = float(model.loss_fn(p, batch, None)[0])
+  loss_fn = jax.jit(lambda p: model.loss_fn(p, batch, None))
+
+  @jax.jit
+  def step(p, state):
+    updates, state = tx.update(jax.grad(lambda q: loss_fn(q)[0])(p), state, p)
+    return optax.apply_updates(p, updates), state
+
+  p, state = params, tx.init(params)
+  first = float(loss_fn(p)[0])
   for _ in range(60):
-    updates, state = tx.update(grad(p), state, p)
-    p = optax.apply_updates(p, updates)
-  assert float(model.loss_fn(p, batch, None)[0]) < 0.5 * first
-  assert float(model.loss_fn(p, batch, None)[1]["top1"]) == 1.0
+    p, state = step(p, state)
+  last, metrics = loss_fn(p)
+  assert float(last) < 0.5 * first
+  assert float(metrics["top1"]) == 1.0
