@@ -19,8 +19,8 @@ Cached decoding (`decode=True`), the protocol the decoders rely on:
      enable_dropout=False, decode=True, mutable=["cache"], method=Transformer.decode)`, then
      `cache = mut["cache"]`. Step i feeds the token at decoder position i (0 first) and returns the logits
      [B, 1, V] for position i.
-  Per decoder layer the cache holds `self_attention/{cached_key, cached_value}` [B, T, heads, head_dim],
-  `encoder_decoder_attention/{cached_key, cached_value}` [B, S, heads, head_dim] (the encoder output's
+  Per decoder layer the cache holds `self_attention/{cached_key, cached_value}` [B, heads, T, head_dim],
+  `encoder_decoder_attention/{cached_key, cached_value}` [B, heads, S, head_dim] (the encoder output's
   projections, computed at step 0 and reused, so later steps never touch `encoded`), and int32 scalars
   `cache_index` (steps taken). Every array but the scalars is batch-major, so beams and samples are
   tiled or gathered along axis 0.
@@ -246,37 +246,44 @@ class MultiHeadAttention(nn.Module):
     if not initialized:
       key, value = project_kv(self, inputs_kv)
     if decode:
-      shape = inputs_kv.shape[:2] + (heads, head_dim)
+      # Heads-major [B, H, L, D], the layout the step's einsums read without a transpose.
+      shape = (inputs_kv.shape[0], heads, inputs_kv.shape[1], head_dim)
       cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, cfg.activation_dtype)
       cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, cfg.activation_dtype)
       cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
-    if initialized:
-      batch, length = cached_key.value.shape[:2]
+    if not initialized:
+      logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+    else:
+      batch, _, length, _ = cached_key.value.shape
       if query.shape != (batch, 1, heads, head_dim):
         raise ValueError(f"cached decoding takes one token per step for a batch of {batch}; "
                          f"got a query of shape {query.shape[:2]}")
       index = cache_index.value
+      heads_major = lambda t: jnp.swapaxes(t, 1, 2)  # [B, L, H, D] -> [B, H, L, D]
       if self.cross:
-        key, value = nn.cond(index == 0, project_kv,
+        project_hm = lambda module, x: tuple(heads_major(t) for t in project_kv(module, x))
+        key, value = nn.cond(index == 0, project_hm,
                              lambda module, x: (cached_key.value, cached_value.value),
                              self, inputs_kv)
       else:
         key, value = project_kv(self, inputs_kv)
-        key = jax.lax.dynamic_update_slice(cached_key.value, key, (0, index, 0, 0))
-        value = jax.lax.dynamic_update_slice(cached_value.value, value, (0, index, 0, 0))
+        key = jax.lax.dynamic_update_slice(cached_key.value, heads_major(key), (0, 0, index, 0))
+        value = jax.lax.dynamic_update_slice(cached_value.value, heads_major(value),
+                                             (0, 0, index, 0))
         seen = (jnp.arange(length) <= index)[None, None, None, :]
         mask = seen if mask is None else jnp.logical_and(mask, seen)
       cached_key.value, cached_value.value = key, value
       cache_index.value = index + 1
+      logits = jnp.einsum("bqhd,bhkd->bhqk", query, key, preferred_element_type=jnp.float32)
 
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
     if bias is not None:
       logits = logits + bias.astype(jnp.float32)
     if mask is not None:
       logits = jnp.where(mask, logits, _NEG_INF)
     weights = jax.nn.softmax(logits, axis=-1).astype(cfg.activation_dtype)
     weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    kv_layout = "bhkd" if initialized else "bkhd"
+    out = jnp.einsum(f"bhqk,{kv_layout}->bqhd", weights, value)
     out = out.reshape(out.shape[:2] + (heads * head_dim,))
     return Dense(cfg, inputs_q.shape[-1], ("joined_kv", "embed"), kernel_init=base_init,
                  name="out")(out)
@@ -373,7 +380,7 @@ class Decoder(nn.Module):
     if decode and "cached_key" in step_cache:
       # One step: the bias row of query position `cache_index` against every cached position.
       index = step_cache["cache_index"]
-      bias = relpos(jnp.reshape(index, (1,)), jnp.arange(step_cache["cached_key"].shape[1]))
+      bias = relpos(jnp.reshape(index, (1,)), jnp.arange(step_cache["cached_key"].shape[2]))
     else:
       positions = jnp.arange(decoder_input_tokens.shape[-1])
       bias = relpos(positions, positions)

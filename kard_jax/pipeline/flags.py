@@ -39,8 +39,14 @@ def add_gin_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_gin(args: argparse.Namespace) -> None:
-  """Parses args.gin_file and args.gin_bindings into gin's global config."""
+  """Makes gin's global config exactly args.gin_file plus args.gin_bindings.
+
+  The config is cleared first: a command's settings are its files and flags, never what an
+  earlier command in the same process (the pipeline runs several) left bound.
+  """
   import gin  # imported here so commands that need no gin start fast
+
+  gin.clear_config()
 
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   paths = [p for p in getattr(args, "gin_search_paths", "").split(",") if p] + [root, os.getcwd()]

@@ -39,6 +39,8 @@ def render_bench(results: dict) -> str:
   lines.append("")
   lines.append(f"Measured on {results.get('machine', 'the machine named in the JSON')} by: "
                f"`{results['command']}`")
+  if results.get("targets"):
+    lines += ["", f"Targets: {results['targets']}."]
   return "\n".join(lines)
 
 

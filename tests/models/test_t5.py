@@ -107,9 +107,9 @@ def test_cached_decoding_equals_full_forward(converted):
   for path, leaf in jax.tree_util.tree_flatten_with_path(cache)[0]:
     if path[-1].key == "cache_index":
       assert leaf.shape == () and int(leaf) == 0
-    else:  # batch-major, so beams can be tiled and gathered along the first axis
+    else:  # batch-major (beams are tiled and gathered along axis 0), then heads-major
       length = lengths[path[-2].key]
-      assert leaf.shape == (batch, length, cfg.num_heads, cfg.head_dim) and not leaf.any()
+      assert leaf.shape == (batch, cfg.num_heads, length, cfg.head_dim) and not leaf.any()
   outputs = []
   for i in range(steps):
     # The encoder output is projected at the first step only: later steps read the cache.

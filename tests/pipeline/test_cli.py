@@ -37,3 +37,24 @@ def test_every_command_has_help():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (name, proc.stderr[-2000:])
     assert f"kard {name}" in proc.stdout
+
+
+def test_parse_gin_starts_from_a_clean_config(tmp_path):
+  """Bindings left by an earlier command in the process must not leak into the next one."""
+  import argparse
+
+  import gin
+
+  gin_file = tmp_path / "a.gin"
+  gin_file.write_text("from __gin__ import dynamic_registration\n"
+                      "from kard_jax.training import optimizers\n"
+                      "optimizers.adamw.b1 = 0.5\n")
+  try:
+    gin.parse_config("from __gin__ import dynamic_registration\n"  # an earlier command's leftover
+                     "from kard_jax.training import optimizers\n"
+                     "optimizers.adamw.weight_decay = 0.25\n")
+    flags.parse_gin(argparse.Namespace(gin_file=[str(gin_file)], gin_bindings=[]))
+    bound = gin.config_str()
+    assert "b1 = 0.5" in bound and "weight_decay" not in bound
+  finally:
+    gin.clear_config()
