@@ -58,6 +58,16 @@ def markdown(results: dict[str, Any]) -> str:
     cells += [_fmt(acc.get(g)) for g in groups] + [_fmt(row.get("parse_rate"))]
     lines.append("| " + " | ".join(cells) + " |")
 
+  reasoned = [r for r in rows if r.get("reasoning_accuracy")]
+  if reasoned:
+    lines += ["", "### the answer the rationale reaches (%), whatever letter it then states", "",
+              "| method | " + " | ".join(groups) + " |",
+              "|---|" + "|".join(["---:"] * len(groups)) + "|"]
+    for row in reasoned:
+      acc = row["reasoning_accuracy"]
+      lines.append(f"| {row.get('name', row['method'])} | "
+                   + " | ".join(_fmt(acc.get(g)) for g in groups) + " |")
+
   sweep = results.get("sweep") or {}
   if sweep.get("rows"):
     x = sweep.get("x", "num_entities")
@@ -67,12 +77,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", f"### {group} accuracy (%) against knowledge-base size ({x})", ""]
     lines.append("| method | " + " | ".join(str(v) for v in xs) + " |")
     lines.append("|---|" + "|".join(["---:"] * len(xs)) + "|")
-    for method, name in methods:
-      cells = []
-      for v in xs:
-        match = [r for r in sweep["rows"] if r["method"] == method and r[x] == v]
-        cells.append(_fmt(match[0]["accuracy"].get(group)) if match else "–")
-      lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for key, suffix in (("accuracy", ""), ("reasoning_accuracy", " (answer its rationale reaches)")):
+      for method, name in methods:
+        match = {r[x]: r for r in sweep["rows"] if r["method"] == method and r.get(key)}
+        if not match:
+          continue
+        cells = [_fmt(match[v][key].get(group)) if v in match else "–" for v in xs]
+        lines.append(f"| {name}{suffix} | " + " | ".join(cells) + " |")
 
   retrieval = results.get("retrieval") or {}
   if retrieval:
@@ -139,11 +150,16 @@ def plot(results: dict[str, Any], path: str) -> str:
     ax = axes[0][1]
     x = sweep.get("x", "num_entities")
     group = sweep.get("group", "unseen")
-    for method, name in _unique([(r["method"], r.get("name", r["method"]))
-                                 for r in sweep["rows"]]):
-      pts = sorted((r[x], r["accuracy"].get(group)) for r in sweep["rows"]
-                   if r["method"] == method and r["accuracy"].get(group) is not None)
-      ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    for i, (method, name) in enumerate(_unique([(r["method"], r.get("name", r["method"]))
+                                                for r in sweep["rows"]])):
+      color = f"C{i}"
+      for key, style, suffix in (("accuracy", "-", ""),
+                                 ("reasoning_accuracy", "--", " (rationale's answer)")):
+        pts = sorted((r[x], r[key][group]) for r in sweep["rows"]
+                     if r["method"] == method and (r.get(key) or {}).get(group) is not None)
+        if pts:
+          ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", color=color,
+                  label=name + suffix)
     ax.set_xscale("log")
     ax.set_xlabel(x.replace("_", " ") + " (knowledge-base size)")
     ax.set_ylabel(f"{group} accuracy (%)")

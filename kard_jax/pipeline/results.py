@@ -74,6 +74,33 @@ def recount(predictions_path: str, examples: Sequence[Example],
                    parse_rate=100.0 * parsed / max(total, 1))
 
 
+def last_choice_mentioned(text: str, example: Example) -> str | None:
+  """The label of the choice whose text the rationale (its answer statement removed) mentions
+  last, or None: which answer the reasoning itself arrived at, whatever letter it then gave."""
+  from kard_jax.data.prompts import strip_answer  # pylint: disable=import-outside-toplevel
+
+  body = strip_answer(text).lower()
+  best, where = None, -1
+  for c in example.choices:
+    i = body.rfind(c.text.lower())
+    if i > where:
+      best, where = c.label, i
+  return best
+
+
+def reasoning_recount(predictions_path: str, examples: Sequence[Example],
+                      group_field: str | None = None) -> dict[str, Any]:
+  """Like `recount`, but scores the answer each first decode's reasoning reaches (the choice it
+  mentions last) instead of the letter it states: separates knowing from answer formatting."""
+  by_id = {ex.id: ex for ex in examples}
+  reached = {}
+  for _, obj in jsonl.iter_jsonl(predictions_path):
+    ex = by_id.get(str(obj.get("id")))
+    if ex is not None:
+      reached[ex.id] = last_choice_mentioned(decoded_texts(obj)[0], ex)
+  return summarize(((ex, reached.get(ex.id)) for ex in examples), group_field)
+
+
 def summarize(pairs: Iterable[tuple[Example, str | None]], group_field: str | None,
               parse_rate: float | None = None) -> dict[str, Any]:
   correct: dict[str, int] = {}

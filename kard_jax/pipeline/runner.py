@@ -124,9 +124,13 @@ def _method_rows(store: Store, bench: bs.Bench, config: PipelineConfig, key: str
   rows = []
   for decoding in decodings:
     evaluated = ss.evaluate(store, bench, config, method, decoding, trained)
-    counted = results.recount(evaluated.file("predictions.jsonl"), examples, group_field)
-    rows.append(_row(method, decoding, counted,
-                     eval_dir=os.path.relpath(evaluated.path, store.root)))
+    predictions = evaluated.file("predictions.jsonl")
+    counted = results.recount(predictions, examples, group_field)
+    extra = {"eval_dir": os.path.relpath(evaluated.path, store.root)}
+    if method.rationale and not decoding.sampled:
+      extra["reasoning_accuracy"] = results.reasoning_recount(
+          predictions, examples, group_field)["accuracy"]
+    rows.append(_row(method, decoding, counted, **extra))
   return rows
 
 
@@ -175,7 +179,9 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
       for r in bench_rows:
         sweep_rows.append({"num_entities": n, "method": r["method"],
                            "name": methods_lib.get(r["method"]).name,
-                           "accuracy": r["accuracy"], "counts": r["counts"]})
+                           "accuracy": r["accuracy"], "counts": r["counts"],
+                           **({"reasoning_accuracy": r["reasoning_accuracy"]}
+                              if r.get("reasoning_accuracy") else {})})
     if "spiece.model" in main.files:  # the main benchmark's tasks again, for later users
       ss.register_tasks(main, config)
 
