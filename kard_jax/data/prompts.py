@@ -62,6 +62,15 @@ def answer_target(label: str) -> str:
   return f"The answer is {label}."
 
 
+def answer_phrase(example: Example) -> str:
+  """How targets name the answer: its label ("C"), or the choice's text when the example's
+  extra["answer_format"] is "text" (a synthetic-benchmark option: a from-scratch student then
+  need not learn to map the choice its reasoning reached back to a letter)."""
+  if example.extra.get("answer_format", "label") == "text":
+    return next(c.text for c in example.choices if c.label == example.answer)
+  return example.answer
+
+
 def strip_answer(rationale: str) -> str:
   """The rationale without its closing answer statement, so a reader must infer the answer."""
   text = clean(rationale)
@@ -129,5 +138,5 @@ def render_target(method: str, example: Example, rationale: str | None = None) -
   if method in RATIONALE_METHODS and rationale is not None:
     return clean(rationale)
   if method in RATIONALE_METHODS:
-    return f"So, the answer is {example.answer}."
-  return answer_target(example.answer)
+    return f"So, the answer is {answer_phrase(example)}."
+  return answer_target(answer_phrase(example))

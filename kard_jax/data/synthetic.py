@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 from kard_jax.data import jsonl
 from kard_jax.data.example import Choice, Example, write_examples
+from kard_jax.data.prompts import answer_phrase
 from kard_jax.data.rationale import Rationale, write_rationales
 from kard_jax.data.synthetic_world import World, build_world, kb_passages
 
@@ -101,6 +102,9 @@ class SyntheticConfig:
   seen_share: float = 0.25  # share of evaluation questions about training subjects
   rationales_per_question: int = 3
   num_choices: int = 4
+  # How rationales and answer targets name the answer: "label" ("So, the answer is C.", as KARD's
+  # benchmarks) or "text" ("So, the answer is Daake."; parsed back to the label the same way).
+  answer_format: str = "label"
   seed: int = 0
 
   def __post_init__(self):
@@ -111,6 +115,8 @@ class SyntheticConfig:
     for name in ("company_share", "distractor_difficulty", "unseen_share", "seen_share"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+    if self.answer_format not in ("label", "text"):
+      raise ValueError(f"answer_format must be 'label' or 'text', got {self.answer_format!r}")
     if self.num_choices < 2 or self.num_choices > 26:
       raise ValueError("num_choices must lie in [2, 26]")
     need = {"cities": (self.num_cities, 1), "countries": (self.num_countries, 2),
@@ -227,8 +233,9 @@ def _choices(rng: random.Random, world: World, namesakes: _Namesakes, q: _Questi
   return tuple(Choice(l, v) for l, v in zip(labels, picked)), labels[position]
 
 
-def _rationales(rng: random.Random, world: World, q: _Question, label: str, n: int) -> list[str]:
-  """Up to `n` distinct surface variants of the chain of facts, ending with the answer."""
+def _rationales(rng: random.Random, world: World, q: _Question, answer: str, n: int) -> list[str]:
+  """Up to `n` distinct surface variants of the chain of facts, ending with the answer (its
+  label or its text)."""
   steps = _chain(world, q)
   subjects = [_subject_name(world, q)] + [s[2] for s in steps[:-1]]
   out: list[str] = []
@@ -237,7 +244,7 @@ def _rationales(rng: random.Random, world: World, q: _Question, label: str, n: i
     for (link, _, obj), subj in zip(steps, subjects):
       template = rng.choice(_SAY_LINK[link])
       sentences.append(template.format(a=subj, b=obj))
-    text = " ".join(sentences + [f"So, the answer is {label}."])
+    text = " ".join(sentences + [f"So, the answer is {answer}."])
     if text not in out:
       out.append(text)
     if len(out) == n:
@@ -344,9 +351,11 @@ def generate(config: SyntheticConfig) -> Benchmark:
           extra={"entity_split": entity_split, "hops": len(steps), "relation": q.relation,
                  "subject": name, "chain": [name] + [s[2] for s in steps],
                  "gold_passages": [s[1] for s in steps]})
+      if config.answer_format == "text":
+        example.extra["answer_format"] = "text"
       examples.append(example)
       if split == "train":
-        for sample, text in enumerate(_rationales(rng, world, q, label,
+        for sample, text in enumerate(_rationales(rng, world, q, answer_phrase(example),
                                                   config.rationales_per_question)):
           rationales.append(Rationale(example.id, sample, text, label, TEACHER,
                                       {"variants": config.rationales_per_question}))

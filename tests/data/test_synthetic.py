@@ -203,3 +203,23 @@ def test_command_rejects_bad_flags(tmp_path, capsys):
   assert data_synthetic.run(args) == 2
   assert "num_continents" in capsys.readouterr().err
   assert not os.listdir(tmp_path)
+
+
+def test_text_answer_format_names_the_choice_and_parses_back_to_its_label():
+  from kard_jax.data import prompts
+
+  bench = generate(dataclasses.replace(TINY, answer_format="text"))
+  by_id = {ex.id: ex for ex in bench.splits["train"]}
+  for r in bench.rationales:
+    ex = by_id[r.id]
+    gold_text = next(c.text for c in ex.choices if c.label == ex.answer)
+    assert r.rationale.endswith(f"So, the answer is {gold_text}.") and r.answer == ex.answer
+    assert parse_answer(r.rationale, ex.choices) == ex.answer
+    target = prompts.render_target("answer_only", ex)
+    assert target == f"The answer is {gold_text}." and parse_answer(target, ex.choices) == ex.answer
+  label_bench = generate(TINY)  # the default keeps labels, and the same questions
+  assert [ex.question for ex in label_bench.splits["test"]] == [
+      ex.question for ex in bench.splits["test"]]
+  assert "answer_format" not in label_bench.splits["test"][0].extra
+  with pytest.raises(ValueError, match="answer_format"):
+    SyntheticConfig(answer_format="letter")
