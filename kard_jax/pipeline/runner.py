@@ -196,6 +196,10 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
                  "reused": sum(r["status"] == "reused" for r in store.records),
                  "ran": sum(r["status"] == "ran" for r in store.records)},
   }
+  ran_here = {r["dir"] for r in store.records if r["status"] == "ran"}
+  earlier = {r["dir"] for r in store.records if r["status"] == "reused"} - ran_here
+  if earlier:  # the wall time then leaves out what those stages took
+    out["timing"]["note"] = f"{len(earlier)} stages reused from earlier runs"
   if sweep_rows:
     out["sweep"] = {"x": "num_entities", "group": "unseen" if group_field else "all",
                     "rows": sweep_rows}
