@@ -262,9 +262,14 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"decoding feeds one token per step: expected query shape {expected}, "
                              f"got {query.shape}")
           index = cache_index.value.reshape(-1)  # [1] or [batch]
-          here = (positions[None, :] == index[:, None])[:, :, None, None]
-          key = jnp.where(here, key.astype(cached_key.value.dtype), cached_key.value)
-          value = jnp.where(here, value.astype(cached_value.value.dtype), cached_value.value)
+          # Each row writes its one position (a scatter, not a select over the whole cache);
+          # a row already at the end of the cache writes nothing.
+          rows = jnp.arange(key.shape[0])
+          at = jnp.broadcast_to(index, rows.shape)
+          key = cached_key.value.at[rows, at].set(
+              key[:, 0].astype(cached_key.value.dtype), mode="drop")
+          value = cached_value.value.at[rows, at].set(
+              value[:, 0].astype(cached_value.value.dtype), mode="drop")
           cached_key.value, cached_value.value = key, value
           cache_index.value = cache_index.value + 1
           seen = (positions[None, :] <= index[:, None])[:, None, None, :]  # [b, 1, 1, length]
