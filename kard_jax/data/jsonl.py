@@ -1,8 +1,9 @@
-"""JSON-lines reading with line-numbered errors, and crash-safe writing."""
+"""JSON-lines reading with line-numbered errors, crash-safe writing, and file checksums."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -63,3 +64,12 @@ def write_jsonl(path, objects: Iterable[dict[str, Any]]) -> int:
       f.write(json.dumps(obj, ensure_ascii=False) + "\n")
       n += 1
   return n
+
+
+def sha256_file(path) -> str:
+  """The hex SHA-256 of a file's bytes, read in 4 MiB blocks (never whole into memory)."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 22), b""):
+      h.update(block)
+  return h.hexdigest()

@@ -52,6 +52,11 @@ def parse_gin(args: argparse.Namespace) -> None:
   paths = [p for p in getattr(args, "gin_search_paths", "").split(",") if p] + [root, os.getcwd()]
   for p in paths:
     gin.add_config_file_search_path(p)
+  for name in getattr(args, "gin_file", []) or []:
+    if not any(os.path.isfile(os.path.join(p, name)) for p in ["", *paths]):
+      from kard_jax.data.errors import InputError  # pylint: disable=import-outside-toplevel
+      raise InputError(name, f"gin file not found (searched the working directory and "
+                       f"{', '.join(dict.fromkeys(paths))})")
   gin.parse_config_files_and_bindings(
       list(getattr(args, "gin_file", []) or []), list(getattr(args, "gin_bindings", []) or []),
       finalize_config=False)

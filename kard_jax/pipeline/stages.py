@@ -35,6 +35,7 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from kard_jax.data.errors import InputError
+from kard_jax.data import jsonl
 from kard_jax.data.jsonl import atomic_open
 
 MANIFEST = "DONE.json"  # the finished-marker and manifest in one, written last
@@ -77,14 +78,6 @@ def _json_default(value: Any) -> Any:
   raise TypeError(f"{type(value).__name__} is not part of a stage config: {value!r}")
 
 
-def _sha256_file(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def _is_volatile(name: str) -> bool:
   return name == MANIFEST or name.startswith(VOLATILE_PREFIXES) or name.endswith(".tmp")
 
@@ -112,7 +105,7 @@ def hash_tree(path: str, cache: "HashCache | None" = None) -> str:
   h = hashlib.sha256()
   for rel in tree_files(path):
     full = os.path.join(path, rel) if rel else path
-    digest = cache.file_hash(full) if cache else _sha256_file(full)
+    digest = cache.file_hash(full) if cache else jsonl.sha256_file(full)
     h.update(f"{rel}\0{digest}\n".encode())
   return h.hexdigest()
 
@@ -137,7 +130,7 @@ class HashCache:
     entry = self._table.get(path)
     if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
       return entry[2]
-    digest = _sha256_file(path)
+    digest = jsonl.sha256_file(path)
     self._table[path] = [st.st_size, st.st_mtime_ns, digest]
     self._dirty = True
     return digest

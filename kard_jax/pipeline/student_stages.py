@@ -15,6 +15,7 @@ import re
 from typing import Any, Sequence
 
 from kard_jax.data import jsonl
+from kard_jax.decoding.adapters import DecodeConfig
 from kard_jax.pipeline import methods as methods_lib
 from kard_jax.pipeline.benchmark_stages import Bench, run_command
 from kard_jax.pipeline.config import PipelineConfig, method_gin
@@ -26,24 +27,23 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 @dataclasses.dataclass(frozen=True)
 class Decoding:
-  """How an evaluation decodes: greedy, or `num_samples` sampled outputs voted on."""
-  name: str = "greedy"
-  num_samples: int = 1
-  top_k: int = 0
-  top_p: float = 1.0
-  temperature: float = 1.0
+  """A named way to decode an evaluation (its length comes from the pipeline's config);
+  `config` None for predictions that are stored, not decoded (the teacher's)."""
+  name: str
+  config: DecodeConfig | None = None
 
   @property
   def sampled(self) -> bool:
-    return self.num_samples > 1
+    return self.config is not None and self.config.outputs_per_input > 1
 
 
-GREEDY = Decoding()
+GREEDY = Decoding("greedy", DecodeConfig(method="greedy"))
 
 
 def self_consistency(n: int) -> Decoding:
   """KARD's evaluation: n rationales sampled with top-k 50 / top-p 0.95, majority vote."""
-  return Decoding(f"self-consistency@{n}", n, top_k=50, top_p=0.95)
+  return Decoding(f"self-consistency@{n}",
+                  DecodeConfig(method="sample", num_decodes=n, top_k=50, top_p=0.95))
 
 
 def resolve_gin(path: str) -> str:
@@ -157,18 +157,12 @@ def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
 def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods_lib.Method,
              decoding: Decoding, trained: Artifact) -> Artifact:
   """predictions.jsonl + metrics.json of `method`'s student on the evaluation split."""
-  from kard_jax.decoding import adapters  # pylint: disable=import-outside-toplevel
   from kard_jax.decoding import evaluate as eval_lib  # pylint: disable=import-outside-toplevel
 
   import tasks  # pylint: disable=import-outside-toplevel
 
   task = tasks.task_name(bench.benchmark, method.eval_task)
-  if decoding.sampled:
-    decode = adapters.DecodeConfig(method="sample", num_decodes=decoding.num_samples,
-                                   temperature=decoding.temperature, top_k=decoding.top_k,
-                                   top_p=decoding.top_p, max_new_tokens=config.max_decode_length)
-  else:
-    decode = adapters.DecodeConfig(method="greedy", max_new_tokens=config.max_decode_length)
+  decode = dataclasses.replace(decoding.config, max_new_tokens=config.max_decode_length)
   inputs = {"model": trained, **eval_inputs(bench, method)}
   settings = {"task": method.eval_task, "split": config.eval_split,
               "decoding": dataclasses.asdict(decode), "batch_size": config.eval_batch_size,
@@ -184,7 +178,7 @@ def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods
     return {k: metrics[k] for k in ("accuracy", "num_examples", "answer_parse_rate")}
 
   stage = bench.stage("eval", method.key if not decoding.sampled else
-                      f"{method.key}_sc{decoding.num_samples}")
+                      f"{method.key}_sc{decode.num_decodes}")
   return store.run(stage, make, inputs=inputs, config=settings)
 
 

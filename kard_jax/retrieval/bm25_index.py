@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-import hashlib
 import itertools
 import json
 import math
@@ -30,6 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from kard_jax.data import jsonl
 from kard_jax.data.errors import InputError
 from kard_jax.retrieval.passages import Passage, PassageStore, PassageWriter
 from kard_jax.retrieval.scoring import Hits, TermMatrix
@@ -67,14 +67,6 @@ class BM25Config:
     return cls(k1=float(obj["k1"]), b=float(obj["b"]), method=obj["method"],
                index_title=bool(obj["index_title"]),
                tokenizer=TokenizerConfig.from_json(obj["tokenizer"]))
-
-
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 22), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -225,7 +217,7 @@ def build_index(passages: Iterable[Passage], out_dir, config: BM25Config = BM25C
     files = {}
     for name in sorted(os.listdir(tmp)):
       p = os.path.join(tmp, name)
-      files[name] = {"bytes": os.path.getsize(p), "sha256": _sha256(p)}
+      files[name] = {"bytes": os.path.getsize(p), "sha256": jsonl.sha256_file(p)}
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "settings": config.to_json(),
         "versions": _versions(), "created": datetime.datetime.now(datetime.timezone.utc)
@@ -290,7 +282,7 @@ def load_index(path, *, expect: BM25Config | None = None, mmap: bool = True,
     if os.path.getsize(p) != info["bytes"]:
       raise InputError(p, f"index file has {os.path.getsize(p)} bytes, the manifest says "
                        f"{info['bytes']} (truncated or modified); rebuild the index")
-    if verify and _sha256(p) != info["sha256"]:
+    if verify and jsonl.sha256_file(p) != info["sha256"]:
       raise InputError(p, "index file checksum does not match the manifest (corrupt); rebuild "
                        "the index")
   if expect is not None:

@@ -58,3 +58,8 @@ def test_parse_gin_starts_from_a_clean_config(tmp_path):
     assert "b1 = 0.5" in bound and "weight_decay" not in bound
   finally:
     gin.clear_config()
+
+
+def test_a_missing_gin_file_is_a_clear_error_exit_2(capsys):
+  assert cli.main(["train", "--gin_file=no/such.gin", "--model_dir=/tmp/unused"]) == 2
+  assert "no/such.gin: gin file not found" in capsys.readouterr().err
