@@ -20,6 +20,7 @@ import os
 import inspect
 import pathlib
 import re
+import shlex
 
 import pytest
 from gin import config_parser
@@ -377,3 +378,77 @@ def test_vocab_file_follows_the_task(t5x):
     files[benchmark] = vocab.sentencepiece_model_file
   assert files["medqa"].endswith(os.path.join("medqa", "spiece.model"))
   assert len(set(files.values())) == 3
+
+
+def _readme_t5x_commands() -> tuple[str, list[list[str]]]:
+  """The README's T5X section and each `python -m ...` command in it, as argv (a `$split` loop
+  expanded for both splits)."""
+  text = (REPO_ROOT / "README.md").read_text()
+  section = text[text.index("## With T5X\n"):]
+  section = section[:section.index("\n## ", 1)]
+  lines = [line.strip() for line in section.replace("\\\n", " ").splitlines()]
+  commands, loop = [], None
+  for line in lines:
+    match = re.fullmatch(r"for split in ([a-z ]+); do", line)
+    if match:
+      loop = (match.group(1).split(), [])
+    elif line == "done":
+      commands += [shlex.split(body.replace("$split", split)) for split in loop[0]
+                   for body in loop[1]]
+      loop = None
+    elif line.startswith("python -m ") and loop:
+      loop[1].append(line)
+    elif line.startswith("python -m "):
+      commands.append(shlex.split(line))
+  return section, commands
+
+
+def _flags(argv: list[str]) -> tuple[str, dict[str, str]]:
+  gin_file = next(a.split("=", 1)[1] for a in argv if a.startswith("--gin_file="))
+  bindings = dict(a[len("--gin."):].split("=", 1) for a in argv if a.startswith("--gin."))
+  return gin_file, bindings
+
+
+def test_readme_t5x_commands_parse_as_t5x_and_cover_every_gin_file(t5x):
+  import ast
+
+  section, commands = _readme_t5x_commands()
+  t5x_runs = [c for c in commands if c[2].startswith("t5x.")]
+  used = set()
+  for argv in t5x_runs:
+    entry = argv[2].split(".")[1].replace("evaluate", "eval")
+    gin_file, bindings = _flags(argv)
+    assert kind(REPO_ROOT / gin_file) == entry, f"{gin_file} run with t5x.{entry}"
+    used.add(pathlib.Path(gin_file).name)
+    t5x.parse(gin_file, [f"{k}={v}" for k, v in bindings.items()])
+    made = t5x.run(entry)
+    dataset = made["train_dataset_cfg" if entry == "train" else "dataset_cfg"]
+    assert dataset["mixture_or_task_name"] == ast.literal_eval(bindings["MIXTURE_OR_TASK_NAME"])
+    if "utils.DatasetConfig.split" in bindings:
+      assert dataset["split"] == ast.literal_eval(bindings["utils.DatasetConfig.split"])
+    if "BATCH_SIZE" in bindings:
+      assert dataset["batch_size"] == int(bindings["BATCH_SIZE"])
+  assert used == {p.name for p in _entry_files()}, "a command for every train/eval/infer gin"
+
+  # Sci-CoT: stage 1 trains, decodes validation and test, each converted from the file t5x.infer
+  # writes, before stage 2 trains and is evaluated.
+  order = [(c[2], _flags(c)[1].get("MIXTURE_OR_TASK_NAME", "") if c[2].startswith("t5x.")
+            else c[c.index("--split") + 1]) for c in commands if "scicot" in " ".join(c)]
+  assert order == [("t5x.train", "'kard_synthetic_scicot_rationale'"),
+                   ("t5x.infer", "'kard_synthetic_scicot_rationale'"),
+                   ("kard_jax.pipeline.t5x_rationales", "validation"),
+                   ("t5x.infer", "'kard_synthetic_scicot_rationale'"),
+                   ("kard_jax.pipeline.t5x_rationales", "test"),
+                   ("t5x.train", "'kard_synthetic_scicot_answer'"),
+                   ("t5x.eval", "'kard_synthetic_scicot_answer'")]
+  scicot = [c for c in commands if "scicot" in " ".join(c)]
+  for infer, convert in ((scicot[1], scicot[2]), (scicot[3], scicot[4])):
+    bindings = _flags(infer)[1]
+    out_dir = ast.literal_eval(bindings["INFER_OUTPUT_DIR"])
+    task = ast.literal_eval(bindings["MIXTURE_OR_TASK_NAME"])
+    assert convert[convert.index("--infer_file") + 1] == (
+        f"{out_dir}/{task}-predict.jsonl-00000-of-00001")  # T5X's merged output name
+    assert ast.literal_eval(bindings["utils.DatasetConfig.split"]) == \
+        convert[convert.index("--split") + 1]
+  stage1 = ast.literal_eval(_flags(scicot[0])[1]["MODEL_DIR"])
+  assert ast.literal_eval(_flags(scicot[1])[1]["CHECKPOINT_PATH"]).startswith(stage1 + "/")
