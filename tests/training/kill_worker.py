@@ -1,11 +1,17 @@
-"""A small training run in its own process, for the kill tests (tests/training/test_kill.py).
+"""Small training runs in their own processes, for the kill tests (tests/training/test_kill.py).
 
-  python -m tests.training.kill_worker MODEL_DIR --total 40 --period 10 [--stall_save 20]
+  python -m tests.training.kill_worker --zygote
 
-It runs the real trainer (`trainer.train_loop`: donated train step, asynchronous Orbax saves,
-resume from the newest committed checkpoint) on the toy regression model, printing one JSON line
-when it starts ({"start": step}) and one when it ends ({"done": step}). `--stall_save STEP` holds
-the save of STEP just before Orbax commits it (everything written, the rename not done) and
+imports JAX, Orbax and the trainer once (no JAX backend yet), then for each JSON list of
+arguments read from stdin forks a process running `main(arguments)` and prints its pid, so a run
+costs a fork, not an interpreter start (seconds of imports each on a loaded machine). A run,
+
+  MODEL_DIR --total 40 --period 10 --events FILE [--stall_save 20]
+
+trains the toy regression model with the real trainer (`trainer.train_loop`: donated train step,
+asynchronous Orbax saves, resume from the newest committed checkpoint), appending one JSON line to
+FILE when it starts ({"start": step}) and one when it ends ({"done": step}). `--stall_save STEP`
+holds the save of STEP just before Orbax commits it (everything written, the rename not done) and
 creates MODEL_DIR.stalled_STEP, so a test can SIGKILL the process while that save is in flight.
 """
 
@@ -16,7 +22,9 @@ import asyncio
 import functools
 import json
 import os
+import signal
 import sys
+import traceback
 
 
 def stall_save(model_dir: str, step: int) -> None:
@@ -69,23 +77,51 @@ def run(model_dir: str, total: int, period: int, announce=None):
     ckpt.close()
 
 
-def main(argv=None) -> int:
+def main(argv) -> int:
   parser = argparse.ArgumentParser()
   parser.add_argument("model_dir")
   parser.add_argument("--total", type=int, required=True)
   parser.add_argument("--period", type=int, required=True)
+  parser.add_argument("--events", required=True)
   parser.add_argument("--stall_save", type=int, default=None)
   args = parser.parse_args(argv)
   if args.stall_save is not None:
     stall_save(args.model_dir, args.stall_save)
 
-  def announce(state):
-    print(json.dumps({"start": int(state.step)}), flush=True)
+  def event(**fields):
+    with open(args.events, "a", encoding="utf-8") as f:
+      f.write(json.dumps(fields) + "\n")
 
-  result, _ = run(args.model_dir, args.total, args.period, announce)
-  print(json.dumps({"done": result.step}), flush=True)
+  result, _ = run(args.model_dir, args.total, args.period,
+                  lambda state: event(start=int(state.step)))
+  event(done=result.step)
+  return 0
+
+
+def zygote() -> int:
+  import jax  # noqa: F401  (imported, not initialised: each child starts its own backend)
+  import orbax.checkpoint  # noqa: F401
+
+  from kard_jax.training import checkpoints, trainer  # noqa: F401
+  from tests.training import toy_models  # noqa: F401
+
+  signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped as they end
+  print(json.dumps({"ready": os.getpid()}), flush=True)
+  for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+      signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+      code = 1
+      try:
+        code = main(json.loads(line))
+      except BaseException:  # pylint: disable=broad-except
+        traceback.print_exc()
+      finally:
+        sys.stderr.flush()
+        os._exit(code)
+    print(json.dumps({"pid": pid}), flush=True)
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(zygote() if sys.argv[1:] == ["--zygote"] else main(sys.argv[1:]))

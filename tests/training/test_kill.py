@@ -4,9 +4,9 @@ uninterrupted run. A torn `checkpoint_<step>` that looks final is set aside, nev
 
 The runs are the real trainer (donated train step, async saves) on the toy regression model in
 tests/training/kill_worker.py, so one kill costs a process start, not a compile of a Transformer.
-Run it 20 times in a row with:
-  for i in $(seq 20); do nice -n 10 .venv/bin/python -m pytest -q -p no:xdist \
-      tests/training/test_kill.py -k async_saves || break; done
+The killed processes are forked from a zygote that imported everything once. Twenty runs in a row:
+  KARD_KILL_TEST_RUNS=20 nice -n 10 .venv/bin/python -m pytest -q -p no:xdist \
+      tests/training/test_kill.py -k async_saves
 """
 
 import json
@@ -29,35 +29,78 @@ TOTAL, PERIOD = 40, 10
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
 
-class Worker:
-  """One `kill_worker` process; stdout lines are its JSON events."""
+class Zygote:
+  """`kill_worker --zygote`: imports once, forks one training process per `start`."""
 
-  def __init__(self, model_dir, *extra):
-    self.model_dir = model_dir
+  def __init__(self, log_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    self.log = open(f"{model_dir}.log", "ab")
+    self.log_path, self.started = log_path, 0
+    self.log = open(log_path, "ab")
     self.proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.training.kill_worker", str(model_dir), "--total",
-         str(TOTAL), "--period", str(PERIOD), *extra],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        [sys.executable, "-m", "tests.training.kill_worker", "--zygote"], cwd=REPO_ROOT, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+    assert "ready" in json.loads(self.proc.stdout.readline() or "{}"), self.tail()
+
+  def start(self, model_dir, *extra) -> "Worker":
+    self.started += 1
+    events = f"{model_dir}.events{self.started}"
+    args = [str(model_dir), "--total", str(TOTAL), "--period", str(PERIOD), "--events", events,
+            *extra]
+    self.proc.stdin.write(json.dumps(args) + "\n")
+    self.proc.stdin.flush()
+    return Worker(self, json.loads(self.proc.stdout.readline())["pid"], events)
+
+  def close(self):
+    self.proc.stdin.close()
+    self.proc.wait(timeout=60)
+    self.log.close()
+
+  def tail(self) -> str:
+    with open(self.log_path, "rb") as f:
+      return f.read()[-3000:].decode(errors="replace")
+
+
+class Worker:
+  """One training process forked by the zygote; its events are JSON lines in a file."""
+
+  def __init__(self, zygote, pid, events):
+    self.zygote, self.pid, self.events_path = zygote, pid, events
+
+  def alive(self) -> bool:
+    try:
+      os.kill(self.pid, 0)
+    except ProcessLookupError:
+      return False
+    return True
 
   def wait_for_file(self, path, timeout=600.0):  # generous: a loaded CI machine, not a hang
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
-      assert self.proc.poll() is None, f"the run ended first:\n{self.tail()}"
-      assert time.monotonic() < deadline, f"{path} never appeared:\n{self.tail()}"
+      assert self.alive(), f"the run ended first:\n{self.zygote.tail()}"
+      assert time.monotonic() < deadline, f"{path} never appeared:\n{self.zygote.tail()}"
       time.sleep(0.01)
 
   def kill(self) -> list[dict]:
-    self.proc.send_signal(signal.SIGKILL)
-    out, _ = self.proc.communicate(timeout=60)
-    self.log.close()
-    assert self.proc.returncode == -signal.SIGKILL, self.tail()
-    return [json.loads(line) for line in out.splitlines()]
+    assert self.alive()
+    os.kill(self.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while self.alive():  # the zygote reaps it
+      assert time.monotonic() < deadline
+      time.sleep(0.01)
+    return self.events()
 
-  def tail(self) -> str:
-    with open(f"{self.model_dir}.log", "rb") as f:
-      return f.read()[-3000:].decode(errors="replace")
+  def events(self) -> list[dict]:
+    if not os.path.exists(self.events_path):
+      return []
+    with open(self.events_path, encoding="utf-8") as f:
+      return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory):
+  z = Zygote(tmp_path_factory.mktemp("zygote") / "log")
+  yield z
+  z.close()
 
 
 def _listing(model_dir):
@@ -82,11 +125,16 @@ def _assert_identical(a, b):
         jax.tree_util.keystr(path))
 
 
-def test_kill_during_async_saves_resumes_from_the_newest_committed(tmp_path):
+RUNS = int(os.environ.get("KARD_KILL_TEST_RUNS", "1"))
+
+
+@pytest.mark.parametrize("run", range(RUNS))
+def test_kill_during_async_saves_resumes_from_the_newest_committed(tmp_path, zygote, run):
+  del run  # KARD_KILL_TEST_RUNS=20 repeats the whole scenario 20 times in a row
   killed = tmp_path / "killed"
 
   # 1. Killed while the save of step 20 is in flight: written, not committed; 10 is committed.
-  worker = Worker(killed, "--stall_save", "20")
+  worker = zygote.start(killed, "--stall_save", "20")
   worker.wait_for_file(f"{killed}.stalled_20")
   events = worker.kill()
   assert events == [{"start": 0}]
@@ -96,7 +144,7 @@ def test_kill_during_async_saves_resumes_from_the_newest_committed(tmp_path):
   assert not (killed / "checkpoint_20").exists()
 
   # 2. The restart resumes from 10, never from the torn 20; killed again in its final save.
-  worker = Worker(killed, "--stall_save", str(TOTAL))
+  worker = zygote.start(killed, "--stall_save", str(TOTAL))
   worker.wait_for_file(f"{killed}.stalled_{TOTAL}")
   assert worker.kill() == [{"start": 10}]
   assert checkpoints.committed_steps(str(killed)) == [10, 20, 30]
