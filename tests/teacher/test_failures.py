@@ -3,10 +3,12 @@ in concurrency (issue 14). Every case runs against tests/teacher/fake_openai.py 
 """
 
 import socket
+import ssl
 import time
 
 import pytest
 
+from kard_jax.teacher import client as client_lib
 from kard_jax.teacher import exemplars
 from kard_jax.teacher.client import CallFailed, Client, ClientConfig, FatalError
 from kard_jax.teacher.journal import Journal
@@ -106,3 +108,28 @@ def test_hanging_replies_never_exceed_the_bound_at_the_server(tmp_path):
   assert summary["errors"] == {"timeout": 16} and summary["samples_missing"] == 8
   assert server.requests == 16  # every attempt reached the server...
   assert server.max_active == bound  # ...never more than `bound` of them at once
+
+
+def test_https_to_a_plain_http_server_is_a_tls_error_that_stops_the_run(tmp_path):
+  examples = make_examples(8)
+  with FakeOpenAI(examples, faults=False) as server:
+    url = server.base_url.replace("http://", "https://")
+    client = _patient(url)
+    with pytest.raises(FatalError) as e:
+      _teach(tmp_path, client, examples)
+  assert "TLS error" in str(e.value) and url in str(e.value)
+  assert client.stats.as_dict()["retries"] == 0
+
+
+@pytest.mark.parametrize("error,kind", [
+    (ConnectionRefusedError(111, "Connection refused"), "refused"),
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "dns"),
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), None),
+    (ssl.SSLCertVerificationError(1, "certificate verify failed"), "tls"),
+    (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), None),  # a dropped connection
+    (ConnectionResetError(104, "Connection reset by peer"), None),
+    (TimeoutError("timed out"), None),
+])
+def test_connection_errors_are_classified(error, kind):
+  got = client_lib.classify_connection_error(error)
+  assert (got[0] if got else None) == kind

@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  help="seconds per socket operation (connect, send, each read)")
   g.add_argument("--deadline", type=flags.positive_float, default=None,
                  help="seconds one attempt may take in all, however slowly the server trickles "
-                 "its answer (default: 4 x --timeout)")
+                 "its answer (default: 3 x --timeout)")
   g.add_argument("--max_retries", type=flags.non_negative_int, default=8,
                  help="retries per call before it fails")
   g.add_argument("--max_backoff", type=flags.non_negative_float, default=60.0,
