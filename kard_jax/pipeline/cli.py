@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   name = argv[0]
   module = _load(name)
-  parser = argparse.ArgumentParser(prog=f"kard {name}", description=module.HELP)
+  parser = flags.ArgumentParser(prog=f"kard {name}", description=module.HELP)
   module.add_arguments(parser)
   args = parser.parse_args(argv[1:])
   args.gin_bindings = gin_bindings
@@ -73,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except flags.UsageError as e:
+    return flags.usage_error(f"kard {name}", e)
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     return 130

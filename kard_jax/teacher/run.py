@@ -2,8 +2,10 @@
 
   plan      for each example, the prompt's request hash and the samples the journal lacks, grouped
             into requests of consecutive sample indices (`samples_per_request` at most each);
-  collect   those requests on `max_in_flight` threads; every finished call goes into the journal
-            before anything else happens, so a crash at any point loses at most calls in flight;
+  collect   those requests on `max_in_flight` threads, with at most `max_in_flight` attempts open
+            at the server (see client.py); every finished call goes into the journal before
+            anything else happens, so a crash at any point loses at most calls in flight; a run
+            of permanent errors (wrong URL, bad key) stops the collection at once (FatalError);
   finish    samples 0..n-1 of every example are read back from the journal (this run's and earlier
             runs'), parsed, filtered and written atomically.
 A server that returns fewer choices than asked (llama.cpp ignores `n`) gets follow-up requests for
@@ -45,6 +47,8 @@ class TeachConfig:
       raise ValueError("n and max_in_flight must be >= 1")
     if self.samples_per_request is not None and self.samples_per_request < 1:
       raise ValueError("samples_per_request must be >= 1")
+    if self.max_per_example is not None and self.max_per_example < 1:
+      raise ValueError("max_per_example must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +186,7 @@ def teach(examples: Sequence[Example], *, client: Client, builder: PromptBuilder
   model, mode = client.config.model, client.config.mode
   hashes = [request_hash(builder.payload(ex, sampling), model, mode) for ex in examples]
   jobs, cached = plan(examples, hashes, journal, config)
+  client.set_max_in_flight(config.max_in_flight)  # abandoned attempts count until closed
   started = time.monotonic()
   collector = _Collector(client, builder, sampling, journal, config,
                          total=config.n * len(examples) - cached)

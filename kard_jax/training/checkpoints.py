@@ -9,14 +9,24 @@ Layout of a model directory (T5X's, plus two JSON files):
       meta/       {"step", "batches_consumed", "rng"}: where the input stream and the RNG resume
   model_dir/train/, model_dir/eval/  TensorBoard summaries
 
-Saves are atomic (Orbax writes a temporary directory and renames it), so a run killed mid-save
-restarts from the previous complete checkpoint.
+Saves are asynchronous: Orbax copies the state off the devices before `save` returns (so the
+train step may donate the buffers at once), writes `checkpoint_<step>.orbax-checkpoint-tmp/` in
+the background and commits by renaming it. A run restores only from a *committed* checkpoint
+(`is_committed`): named `checkpoint_<step>`, with Orbax's commit marker and commit time, every
+item complete and `meta` naming the same step. A torn save, killed at any point, is never loaded:
+a temporary directory is ignored (Orbax removes it), and a `checkpoint_<step>` that fails the check
+(a filesystem without atomic renames, a partial copy) is set aside as `torn.checkpoint_<step>.<ns>`
+with a warning, so the newest committed checkpoint is the one resumed and the step can be saved
+again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import time
 from typing import Any
 
 import jax
@@ -31,6 +41,68 @@ from kard_jax.training.train_state import StateSetup, TrainState
 MODEL_CONFIG = "model_config.json"
 GIN_CONFIG = "config.gin"
 _ITEMS = ("params", "opt_state", "meta")
+_STEP_DIR = re.compile(r"checkpoint_(\d+)")
+_COMMIT_FILE = "commit_success.txt"  # Orbax writes it into the step and every item when it commits
+_STEP_METADATA = "_CHECKPOINT_METADATA"  # Orbax's; `commit_timestamp_nsecs` is set at commit
+
+log = logging.getLogger(__name__)
+
+
+def is_committed(folder: str, step: int | None = None) -> bool:
+  """Whether `folder` (model_dir/checkpoint_<step>) holds a save that committed completely."""
+  name = os.path.basename(os.path.normpath(folder))
+  match = _STEP_DIR.fullmatch(name)
+  if match is None or (step is not None and int(match.group(1)) != step):
+    return False
+  step = int(match.group(1))
+  try:
+    if not os.path.isfile(os.path.join(folder, _COMMIT_FILE)):
+      return False
+    with open(os.path.join(folder, _STEP_METADATA), encoding="utf-8") as f:
+      if not json.load(f).get("commit_timestamp_nsecs"):
+        return False
+    for item in _ITEMS:
+      if not os.path.isfile(os.path.join(folder, item, _COMMIT_FILE)):
+        return False
+    with open(os.path.join(folder, "meta", "metadata"), encoding="utf-8") as f:
+      return json.load(f).get("step") == step
+  except (OSError, ValueError, AttributeError):
+    return False
+
+
+def _step_dirs(model_dir: str) -> dict[int, str]:
+  """step -> folder for every `checkpoint_<step>` directory, committed or not."""
+  try:
+    names = os.listdir(model_dir)
+  except FileNotFoundError:
+    return {}
+  out = {}
+  for name in names:
+    match = _STEP_DIR.fullmatch(name)
+    if match and os.path.isdir(os.path.join(model_dir, name)):
+      out[int(match.group(1))] = os.path.join(model_dir, name)
+  return out
+
+
+def committed_steps(model_dir: str) -> list[int]:
+  """The steps of `model_dir`'s committed checkpoints, oldest first."""
+  return sorted(step for step, folder in _step_dirs(model_dir).items()
+                if is_committed(folder, step))
+
+
+def set_aside_torn(model_dir: str) -> list[str]:
+  """Renames every `checkpoint_<step>` that did not commit to `torn.checkpoint_<step>.<ns>`."""
+  moved = []
+  if jax.process_index() != 0:
+    return moved
+  for step, folder in sorted(_step_dirs(model_dir).items()):
+    if not is_committed(folder, step):
+      target = os.path.join(model_dir, f"torn.checkpoint_{step}.{time.time_ns()}")
+      os.rename(folder, target)
+      log.warning("checkpoint %s did not commit (an interrupted save); set aside as %s and "
+                  "never loaded", folder, target)
+      moved.append(target)
+  return moved
 
 
 def _abstract_with_shardings(abstract: Any, shardings: Any) -> Any:
@@ -45,21 +117,25 @@ class Checkpointer:
                use_async: bool = True):
     self.directory = os.path.abspath(model_dir)
     self.period = int(period)
+    self.torn = set_aside_torn(self.directory)  # before Orbax lists the steps
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=max(self.period, 1), max_to_keep=keep, step_prefix="checkpoint",
         enable_async_checkpointing=use_async, cleanup_tmp_directories=True, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=_ITEMS)
 
   def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+    """The newest committed step (a save still in flight, or torn, is not one)."""
+    steps = self.all_steps()
+    return steps[-1] if steps else None
 
   def all_steps(self) -> list[int]:
-    return list(self._manager.all_steps())
+    """Committed steps, oldest first."""
+    return committed_steps(self.directory)
 
   def save(self, state: TrainState, batches_consumed: int, force: bool = False) -> bool:
     """Saves when `step` is on the period (or `force`); returns whether a save started."""
     step = int(jax.device_get(state.step))
-    if step in self._manager.all_steps():
+    if step in self._manager.all_steps():  # committed, or this run's save still in flight
       return False
     meta = {"step": step, "batches_consumed": int(batches_consumed),
             "rng": np.asarray(jax.device_get(state.rng)).tolist()}
@@ -69,10 +145,13 @@ class Checkpointer:
         meta=ocp.args.JsonSave(meta)), force=force)
 
   def restore(self, setup: StateSetup, step: int | None = None) -> tuple[TrainState, dict]:
-    """The state at `step` (default: latest), placed with `setup`'s shardings, and its meta."""
+    """The state at `step` (default: the newest committed), placed with `setup`'s shardings, and
+    its meta. Only a committed checkpoint is ever read."""
     step = self.latest_step() if step is None else step
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      raise FileNotFoundError(f"no committed checkpoint in {self.directory}")
+    if not is_committed(os.path.join(self.directory, f"checkpoint_{step}"), step):
+      raise FileNotFoundError(f"checkpoint_{step} in {self.directory} has not committed")
     abstract = _abstract_with_shardings(setup.abstract_state, setup.shardings)
     out = self._manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(abstract.params),
@@ -113,17 +192,12 @@ def restore_params(path: str, abstract_params: Any | None = None, shardings: Any
 
 
 def latest_checkpoint_dir(model_dir: str) -> tuple[str, int]:
-  """(model_dir/checkpoint_<step>, step) of the newest complete checkpoint."""
+  """(model_dir/checkpoint_<step>, step) of the newest committed checkpoint."""
   model_dir = os.path.abspath(model_dir)
-  manager = ocp.CheckpointManager(
-      model_dir, options=ocp.CheckpointManagerOptions(step_prefix="checkpoint", read_only=True,
-                                                     create=False),
-      item_names=_ITEMS)
-  step = manager.latest_step()
-  manager.close()
-  if step is None:
+  steps = committed_steps(model_dir)
+  if not steps:
     raise FileNotFoundError(f"no checkpoint in {model_dir}")
-  return os.path.join(model_dir, f"checkpoint_{step}"), int(step)
+  return os.path.join(model_dir, f"checkpoint_{steps[-1]}"), steps[-1]
 
 
 def latest_params(model_dir: str, mesh: Mesh | None = None,

@@ -117,6 +117,8 @@ def _check_finite(step0: int, host_metrics: list[Mapping[str, np.ndarray]],
   for offset, m in enumerate(host_metrics):
     if float(m.get("nonfinite", 0.0)) > 0:
       bad_step = step0 + offset + 1
+      if checkpointer:
+        checkpointer.wait()  # a save in flight (of an earlier, good step) commits first
       last = checkpointer.latest_step() if checkpointer else None
       where = (f"the last good checkpoint is step {last} in {checkpointer.directory}"
                if last is not None else "no checkpoint was written")
@@ -134,7 +136,11 @@ def train_loop(trainer: Trainer, train_input: input_pipeline.InputPipeline, tota
                eval_steps: int | None = None, log_period: int = 10,
                show_progress: bool = True,
                on_start: Callable[[state_lib.TrainState], None] | None = None) -> TrainResult:
-  """Runs (or resumes) training to `total_steps`; see the module docstring."""
+  """Runs (or resumes) training to `total_steps`; see the module docstring.
+
+  Resumes from the newest *committed* checkpoint only (`checkpoints.is_committed`): a save the
+  previous run was killed in the middle of is skipped, never loaded.
+  """
   latest = checkpointer.latest_step()
   if latest is not None:
     state, meta = checkpointer.restore(trainer.setup, latest)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from kard_jax.data import synthetic
 from kard_jax.data.example import write_examples
 from kard_jax.data.rationale import read_rationales
@@ -148,3 +150,61 @@ def test_import_maps_foreign_fields(tmp_path, capsys):
       ("q000", 0, "A", "llm-x"), ("q001", 1, "B", "llm-y")]
   assert kept[0].rationale.endswith("So, the answer is (A) red.")
   assert summary["unknown_id"] == 1 and summary["wrong_answer"] == 1
+
+
+def _closed_port_url() -> str:
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  return f"http://127.0.0.1:{port}/v1"
+
+
+def _endpoint_args(data_dir, base_url, *extra):
+  """Default retry settings: a permanent error taken for a temporary one would retry for minutes."""
+  return ["teach", "--data_dir", str(data_dir), "--benchmark", "obqa", "--base_url", base_url,
+          "--model", "fake-teacher", "--n", "2", "--no_progress", *extra]
+
+
+def test_wrong_url_and_html_page_end_fast_with_one_line_cause(tmp_path, capsys):
+  examples = make_examples(16)
+  write_examples(tmp_path / "obqa" / "examples" / "train.jsonl", examples)
+  with FakeOpenAI(examples, always="html") as html:
+    for url, cause in ((_closed_port_url(), "connection refused"), (html.base_url, "not JSON")):
+      started = time.monotonic()
+      assert cli.main(_endpoint_args(tmp_path / "obqa", url)) == 1
+      assert time.monotonic() - started < 10.0
+      captured = capsys.readouterr()
+      lines = captured.err.splitlines()
+      assert len(lines) == 1, captured.err
+      assert lines[0].startswith("error: ") and cause in lines[0] and url in lines[0]
+      assert "rerun" not in lines[0] and captured.out == ""
+  assert html.requests <= 8
+
+
+BAD_FLAGS = [("--n", "0"), ("--max_in_flight", "0"), ("--samples_per_request", "0"),
+             ("--rpm", "-5"), ("--timeout", "0"), ("--base_url", "ftp://x/v1"),
+             ("--limit", "-1"), ("--limit", "0"), ("--max_per_example", "-1"), ("--n", "two"),
+             ("--deadline", "nan"), ("--top_p", "1.5")]
+
+
+@pytest.mark.parametrize("flag,value", BAD_FLAGS)
+def test_bad_flag_values_exit_2_with_one_line(tmp_path, capsys, flag, value):
+  write_examples(tmp_path / "obqa" / "examples" / "train.jsonl", make_examples(2))
+  args = _endpoint_args(tmp_path / "obqa", "http://127.0.0.1:9/v1", flag, value)
+  with pytest.raises(SystemExit) as e:
+    cli.main(args)
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1, err
+  assert err.startswith(f"kard teach: error: argument {flag}: ") and repr(value) in err
+  assert not (tmp_path / "obqa" / "rationales").exists()  # refused before anything ran
+
+
+def test_bad_flag_from_the_real_entry_point_has_no_traceback(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "kard_jax", "teach", "--data_dir",
+                         str(tmp_path), "--n", "0"], cwd=REPO_ROOT, capture_output=True, text=True,
+                        timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+  assert proc.returncode == 2
+  assert proc.stderr == ("kard teach: error: argument --n: must be an integer >= 1, got '0' "
+                         "(kard teach --help)\n")

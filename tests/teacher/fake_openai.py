@@ -17,6 +17,12 @@ the kind of failure also comes from the hash and k:
   drop      closes the connection without answering
   fields    a 200 with valid JSON but no `choices`
 Some successful answers hold fewer choices than asked, like servers that ignore `n`.
+
+`always=KIND` answers every request with one behaviour instead: a fault above, or
+  html      a 200 whose body is an HTML page (a URL that is a web UI, not the API)
+  trickle   a 200 with a valid answer sent one byte every `trickle_s` seconds
+`active` / `max_active` count the requests the server is working on (from the request line to
+the end of the handler), i.e. the concurrency the server really sees.
 """
 
 from __future__ import annotations
@@ -77,10 +83,12 @@ class FakeOpenAI:
 
   def __init__(self, examples: Sequence[Example], *, fault_rate_levels: int = 4,
                hang_s: float = 0.6, delay_s: float = 0.0, seed_base: int = 0,
-               faults: bool = True):
+               faults: bool = True, always: str | None = None, trickle_s: float = 0.05):
     self.by_question = {ex.question.strip(): ex for ex in examples}
     self.fault_rate_levels = fault_rate_levels
     self.hang_s, self.delay_s, self.seed_base, self.faults = hang_s, delay_s, seed_base, faults
+    self.always, self.trickle_s = always, trickle_s
+    self.active = self.max_active = 0
     self.lock = threading.Lock()
     self.attempts: collections.Counter = collections.Counter()  # request key -> attempts
     self.served: collections.Counter = collections.Counter()  # (example id, sample) -> answers
@@ -142,6 +150,16 @@ class FakeOpenAI:
     return FAULTS[(h // 7 + attempt) % len(FAULTS)]
 
   def handle(self, req: http.server.BaseHTTPRequestHandler) -> None:
+    with self.lock:
+      self.active += 1
+      self.max_active = max(self.max_active, self.active)
+    try:
+      self._handle(req)
+    finally:
+      with self.lock:
+        self.active -= 1
+
+  def _handle(self, req: http.server.BaseHTTPRequestHandler) -> None:
     length = int(req.headers.get("Content-Length", 0))
     body = json.loads(req.rfile.read(length))
     mode = "chat" if req.path.endswith("/chat/completions") else "completions"
@@ -155,7 +173,10 @@ class FakeOpenAI:
       self.paths[req.path] += 1
       attempt = self.attempts[key]
       self.attempts[key] += 1
-    fault = self._fault(key, attempt)
+    if self.always is None:
+      fault = self._fault(key, attempt)
+    else:
+      fault = None if self.always == "trickle" else self.always
     if fault is not None:
       with self.lock:
         self.fault_counts[fault] += 1
@@ -179,6 +200,8 @@ class FakeOpenAI:
                   "total_tokens": 100 + 20 * count}}).encode()
     if self.delay_s:
       time.sleep(self.delay_s)
+    if self.always == "trickle":
+      return self._trickle(req, payload)
     self._send(req, 200, payload)
     with self.lock:
       for s in samples:
@@ -195,6 +218,17 @@ class FakeOpenAI:
     req.end_headers()
     req.wfile.write(payload)
     req.wfile.flush()
+
+  def _trickle(self, req, payload: bytes) -> None:
+    req.send_response(200)
+    req.send_header("Content-Type", "application/json")
+    req.send_header("Content-Length", str(len(payload)))
+    req.end_headers()
+    req.wfile.flush()
+    for i in range(len(payload)):
+      req.wfile.write(payload[i:i + 1])
+      req.wfile.flush()
+      time.sleep(self.trickle_s)
 
   def _send_fault(self, req, fault: str) -> None:
     error = json.dumps({"error": {"message": f"injected {fault}", "type": fault}}).encode()
@@ -217,6 +251,13 @@ class FakeOpenAI:
       good = json.dumps({"choices": [{"index": 0, "text": "x" * 50}]}).encode()
       self._send(req, 200, good[:len(good) // 2], length=len(good))
       req.close_connection = True
+    elif fault == "html":
+      page = b"<!doctype html>\n<html><head><title>Sign in</title></head><body>Welcome</body></html>"
+      req.send_response(200)
+      req.send_header("Content-Type", "text/html; charset=utf-8")
+      req.send_header("Content-Length", str(len(page)))
+      req.end_headers()
+      req.wfile.write(page)
     elif fault == "fields":
       self._send(req, 200, json.dumps({"id": "x", "object": "chat.completion"}).encode())
     else:

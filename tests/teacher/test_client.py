@@ -201,15 +201,28 @@ def test_client_timeout_is_retried(scripted):
   assert c.stats.as_dict()["errors"] == {"timeout": 1}
 
 
-def test_auth_errors_are_fatal_and_bad_requests_fail_at_once(scripted):
-  server = scripted([(401, {}, b'{"error": "bad key"}'), (400, {}, b'{"error": "too long"}')])
+def test_permanent_errors_fail_at_once_and_stop_the_run_when_they_keep_coming(scripted):
+  server = scripted([(401, {}, b'{"error": "bad key"}'), (200, {}, chat_body("ok")),
+                     (400, {}, b'{"error":\n "too long"}'), (404, {}, b"no such model"),
+                     (422, {}, b"unprocessable")])
   t = FakeTime()
-  c = make_client(server.url, t)
-  with pytest.raises(FatalError, match="401"):
-    c.complete({"messages": []}, 1)
+  c = make_client(server.url, t, max_permanent_errors=3)
   with pytest.raises(CallFailed) as e:
     c.complete({"messages": []}, 1)
-  assert e.value.kind == "http_400" and e.value.attempts == 1 and not t.sleeps
+  assert e.value.kind == "http_401" and e.value.attempts == 1 and not t.sleeps
+  assert c.complete({"messages": []}, 1).texts == ("ok",)  # a success resets the count
+  for kind in ("http_400", "http_404"):
+    with pytest.raises(CallFailed) as e:
+      c.complete({"messages": []}, 1)
+    assert e.value.kind == kind and e.value.attempts == 1
+  with pytest.raises(FatalError) as fatal:
+    c.complete({"messages": []}, 1)
+  message = str(fatal.value)
+  assert "3 permanent error(s) in a row" in message and "HTTP 422" in message
+  assert server.url + "/chat/completions" in message and "'unprocessable'" in message
+  assert "\n" not in message and not t.sleeps  # one line, and no retry was ever made
+  assert len(server.bodies) == 5
+  assert c.stats.as_dict()["retries"] == 0
 
 
 def test_bad_config_is_rejected():

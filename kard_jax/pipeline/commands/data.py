@@ -21,6 +21,7 @@ from typing import Sequence
 
 from kard_jax.data import benchmarks, splits
 from kard_jax.data.example import Example, write_examples
+from kard_jax.pipeline import flags
 
 HELP = ("Load, convert and summarise benchmarks: `summary` prints counts for one official file, "
         "`prepare` writes a benchmark directory, `synthetic` generates the synthetic benchmark.")
@@ -57,9 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   p.add_argument("--rationales", default=None,
                  help="a teacher-rationale jsonl (qid, question, rationale, teacher_answer, ...) "
                  "to import for the train split")
-  p.add_argument("--max_rationales", type=int, default=None,
+  p.add_argument("--max_rationales", type=flags.positive_int, default=None,
                  help="keep at most this many gold-matching rationales per question (default all)")
-  p.add_argument("--holdout_fraction", type=float, default=splits.HOLDOUT_FRACTION,
+  p.add_argument("--holdout_fraction", type=flags.fraction, default=splits.HOLDOUT_FRACTION,
                  help="share of the train file held out where there is no validation file")
   p.add_argument("--seed", type=int, default=splits.HOLDOUT_SEED, help="hold-out split seed")
 

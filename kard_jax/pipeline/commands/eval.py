@@ -7,6 +7,8 @@ import importlib
 import os
 import sys
 
+from kard_jax.pipeline import flags
+
 HELP = ("decode a SeqIO task's evaluation split with a run's newest checkpoint (greedy, sampling "
         "with self-consistency voting, or beam search); write predictions.jsonl and metrics.json")
 
@@ -18,19 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--split", default="test", help="split to decode (default: test)")
   method = parser.add_mutually_exclusive_group()
   method.add_argument("--greedy", action="store_true", help="one argmax decode per input")
-  method.add_argument("--beams", type=int, default=0, metavar="N",
+  method.add_argument("--beams", type=flags.non_negative_int, default=0, metavar="N",
                       help="beam search with N beams; the best beam is the prediction")
-  parser.add_argument("--num_samples", type=int, default=5,
+  parser.add_argument("--num_samples", type=flags.positive_int, default=5,
                       help="sampled rationales per input, combined by majority vote (default 5)")
-  parser.add_argument("--temperature", type=float, default=1.0)
-  parser.add_argument("--top_k", type=int, default=50, help="0 disables top-k (default 50)")
-  parser.add_argument("--top_p", type=float, default=0.95, help="1 disables top-p (default 0.95)")
-  parser.add_argument("--alpha", type=float, default=0.6, help="beam search length penalty")
-  parser.add_argument("--max_decode_length", type=int, default=256,
+  parser.add_argument("--temperature", type=flags.non_negative_float, default=1.0)
+  parser.add_argument("--top_k", type=flags.non_negative_int, default=50,
+                      help="0 disables top-k (default 50)")
+  parser.add_argument("--top_p", type=flags.probability, default=0.95,
+                      help="1 disables top-p (default 0.95)")
+  parser.add_argument("--alpha", type=flags.non_negative_float, default=0.6,
+                      help="beam search length penalty")
+  parser.add_argument("--max_decode_length", type=flags.positive_int, default=256,
                       help="most tokens generated per decode (default 256)")
-  parser.add_argument("--max_input_length", type=int, default=None,
+  parser.add_argument("--max_input_length", type=flags.positive_int, default=None,
                       help="truncate inputs to this many tokens (default: no truncation)")
-  parser.add_argument("--batch_size", type=int, default=16,
+  parser.add_argument("--batch_size", type=flags.positive_int, default=16,
                       help="inputs per compiled decoding call (default 16)")
   parser.add_argument("--seed", type=int, default=0, help="sampling seed")
   parser.add_argument("--mesh_shape", default="-1,1",

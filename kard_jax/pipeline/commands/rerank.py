@@ -61,9 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   p.add_argument("--ceiling_rationales", default=None, metavar="FILE",
                  help="teacher rationales for the held-out questions (our rationale jsonl or the "
                  "import format qid/question/rationale) for the rationale-BM25 ceiling")
-  p.add_argument("--top_n", type=int, default=100, help="question-BM25 candidates to rerank")
+  p.add_argument("--top_n", type=flags.positive_int, default=100,
+                 help="question-BM25 candidates to rerank")
   p.add_argument("--ks", default="1,5,10,20", help="recall cut-offs (comma-separated)")
-  p.add_argument("--fusion_weight", type=float, default=0.5,
+  p.add_argument("--fusion_weight", type=flags.non_negative_float, default=0.5,
                  help="also report reranker + question BM25 fused with this BM25 weight "
                  "(z-scores over each candidate list; 0: no fusion row)")
   p.add_argument("--out", default=None, help="write the result JSON here (also printed)")
@@ -72,9 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   common(p)
   p.add_argument("--split", action="append", default=None,
                  help="split(s) to rerank (repeatable; default validation and test)")
-  p.add_argument("--top_n", type=int, default=100, help="question-BM25 candidates to rerank")
-  p.add_argument("--top_k", type=int, default=10, help="passages kept per question")
-  p.add_argument("--bm25_weight", type=float, default=0.0,
+  p.add_argument("--top_n", type=flags.positive_int, default=100,
+                 help="question-BM25 candidates to rerank")
+  p.add_argument("--top_k", type=flags.positive_int, default=10, help="passages kept per question")
+  p.add_argument("--bm25_weight", type=flags.non_negative_float, default=0.0,
                  help="rank by reranker + this weight x question BM25 (z-scores); 0: KARD's "
                  "reranker alone")
 

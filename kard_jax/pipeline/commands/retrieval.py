@@ -10,6 +10,8 @@ import shlex
 import sys
 import tempfile
 
+from kard_jax.pipeline import flags
+
 HELP = ("Knowledge-base ingestion, BM25 indexes (bm25s, Lucene's k1=0.9 b=0.4 by default), "
         "KARD's rationale-as-query and question-as-query retrieval, and recall@k of gold evidence.")
 
@@ -27,9 +29,9 @@ def _kb_options(p: argparse.ArgumentParser) -> None:
                  help="knowledge-base format: jsonl {id,title,text}, tsv (id, text, title, as "
                  "DPR's psgs_w100.tsv, or a header row), lines (one fact per line, quotes "
                  "stripped); auto: by extension (.jsonl/.json, .tsv, .txt)")
-  p.add_argument("--window", type=int, default=100,
+  p.add_argument("--window", type=flags.positive_int, default=100,
                  help="split documents longer than this many words into windows (DPR: 100)")
-  p.add_argument("--stride", type=int, default=None,
+  p.add_argument("--stride", type=flags.positive_int, default=None,
                  help="words between window starts (default: the window, no overlap)")
   p.add_argument("--no_split", action="store_true", help="keep documents whole")
   p.add_argument("--no_dedupe", action="store_true", help="keep exact duplicate passages")
@@ -37,8 +39,10 @@ def _kb_options(p: argparse.ArgumentParser) -> None:
 
 def _index_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
   d = (lambda v: v) if defaults else (lambda v: None)
-  p.add_argument("--k1", type=float, default=d(0.9), help="BM25 k1 (Lucene/pyserini: 0.9)")
-  p.add_argument("--b", type=float, default=d(0.4), help="BM25 b (Lucene/pyserini: 0.4)")
+  p.add_argument("--k1", type=flags.non_negative_float, default=d(0.9),
+                 help="BM25 k1 (Lucene/pyserini: 0.9)")
+  p.add_argument("--b", type=flags.float_range(0.0, 1.0), default=d(0.4),
+                 help="BM25 b (Lucene/pyserini: 0.4)")
   p.add_argument("--stopwords", default=d("english"),
                  help="a bm25s stop-word list (english, english_plus, german, ...), 'none', or a "
                  "file with one word per line")
@@ -48,9 +52,10 @@ def _index_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
 
 
 def _build_options(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--workers", type=int, default=None,
+  p.add_argument("--workers", type=flags.non_negative_int, default=None,
                  help="tokenising processes (default: one per CPU; 0: in this process)")
-  p.add_argument("--chunk_size", type=int, default=20_000, help="passages per tokenised chunk")
+  p.add_argument("--chunk_size", type=flags.positive_int, default=20_000,
+                 help="passages per tokenised chunk")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,14 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   p.add_argument("--split", default=None,
                  help="examples split for question queries (default test), rationale split for "
                  "rationale queries (default train)")
-  p.add_argument("--k", type=int, default=None,
+  p.add_argument("--k", type=flags.positive_int, default=None,
                  help="passages per query (question: 100, rationale: 10)")
   p.add_argument("--with_choices", action="store_true",
                  help="append the answer choices to questions")
   p.add_argument("--out", default=None,
                  help="retrieval file (default: DATA/<benchmark>/retrieval/question_SPLIT.jsonl "
                  "or rationale_train.jsonl)")
-  p.add_argument("--threads", type=int, default=None,
+  p.add_argument("--threads", type=flags.positive_int, default=None,
                  help="retrieval threads (default: one per CPU)")
   p.add_argument("--verify", action="store_true", help="check every index file's checksum first")
   _index_options(p, defaults=False)
@@ -119,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   p.add_argument("--append", action="store_true",
                  help="merge into an existing --out file (rows with the same benchmark/split/query "
                  "are replaced; the commands are chained with &&)")
-  p.add_argument("--threads", type=int, default=None, help="retrieval threads")
+  p.add_argument("--threads", type=flags.positive_int, default=None, help="retrieval threads")
   _kb_options(p)
   _index_options(p)
   _build_options(p)

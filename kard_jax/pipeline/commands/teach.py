@@ -11,7 +11,10 @@ r"""`kard teach`: write DATA/<benchmark>/rationales/train.jsonl from a teacher.
       --answer_field pred
 
 The last stdout line is a JSON summary: calls, retries, failures, tokens, kept and filtered
-rationales. Exit status 1 when some samples could not be collected (rerun to retry only those).
+rationales. Exit status 1 when some samples could not be collected: after temporary failures
+(rerun to retry only those), or when permanent errors (refused connection, HTTP 401/404, an HTML
+page) stopped the run; its one-line cause names the URL, the status and the body. Bad flag values
+exit 2 before anything runs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import sys
 
 from kard_jax.data.example import read_examples
+from kard_jax.pipeline import flags
 
 HELP = ("Collect chain-of-thought rationales for a benchmark's training questions from an "
         "OpenAI-compatible endpoint (resumable: every finished call is journaled), from the "
@@ -46,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   g.add_argument("--benchmark", default=None,
                  help="benchmark name for the built-in exemplars (default: the data_dir's name)")
   g.add_argument("--split", default="train", help="examples split to teach (default train)")
-  g.add_argument("--limit", type=int, default=None, help="only the first N examples")
+  g.add_argument("--limit", type=flags.positive_int, default=None,
+                 help="only the first N examples")
   g.add_argument("--out", default=None, help="rationale file (default DATA_DIR/rationales/"
                  "SPLIT.jsonl); written atomically")
 
@@ -66,29 +71,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   g.add_argument("--teacher", default=None, help="import: teacher name when there is no field")
 
   g = parser.add_argument_group("endpoint")
-  g.add_argument("--base_url", default=None, help="e.g. https://api.openai.com/v1 or "
+  g.add_argument("--base_url", type=flags.http_url, default=None,
+                 help="e.g. https://api.openai.com/v1 or "
                  "http://localhost:8000/v1 (/chat/completions or /completions is appended)")
   g.add_argument("--model", default=None, help="model name sent to the endpoint")
   g.add_argument("--api_key_env", default="OPENAI_API_KEY",
                  help="environment variable holding the API key (unset: no Authorization header)")
   g.add_argument("--mode", choices=("chat", "completions"), default="chat")
-  g.add_argument("--timeout", type=float, default=120.0, help="seconds per socket operation")
-  g.add_argument("--max_retries", type=int, default=8, help="retries per call before it fails")
-  g.add_argument("--max_backoff", type=float, default=60.0,
+  g.add_argument("--timeout", type=flags.positive_float, default=120.0,
+                 help="seconds per socket operation (connect, send, each read)")
+  g.add_argument("--deadline", type=flags.positive_float, default=None,
+                 help="seconds one attempt may take in all, however slowly the server trickles "
+                 "its answer (default: 3 x --timeout)")
+  g.add_argument("--max_retries", type=flags.non_negative_int, default=8,
+                 help="retries per call before it fails")
+  g.add_argument("--max_backoff", type=flags.non_negative_float, default=60.0,
                  help="cap in seconds on one exponential-backoff sleep")
-  g.add_argument("--max_retry_after", type=float, default=600.0,
+  g.add_argument("--max_retry_after", type=flags.non_negative_float, default=600.0,
                  help="cap in seconds on waiting for a server's Retry-After")
-  g.add_argument("--max_in_flight", type=int, default=8, help="concurrent requests")
-  g.add_argument("--rpm", type=float, default=None, help="requests per minute limit")
-  g.add_argument("--tpm", type=float, default=None, help="tokens per minute limit")
+  g.add_argument("--max_in_flight", type=flags.positive_int, default=8,
+                 help="most requests open at the server at once (an abandoned one counts until "
+                 "its connection is closed)")
+  g.add_argument("--max_config_errors", type=flags.positive_int, default=3,
+                 help="stop the run after this many configuration errors in a row (refused "
+                 "connection, unknown host, TLS, HTTP 400/401/403/404/422, a 200 that is not "
+                 "JSON)")
+  g.add_argument("--rpm", type=flags.positive_float, default=None,
+                 help="requests per minute limit")
+  g.add_argument("--tpm", type=flags.positive_float, default=None,
+                 help="tokens per minute limit")
 
   g = parser.add_argument_group("sampling and prompts")
-  g.add_argument("--n", type=int, default=10, help="rationales sampled per question")
-  g.add_argument("--samples_per_request", type=int, default=None,
+  g.add_argument("--n", type=flags.positive_int, default=10, help="rationales sampled per question")
+  g.add_argument("--samples_per_request", type=flags.positive_int, default=None,
                  help="samples asked for in one request (default n; 1 for servers that ignore n)")
-  g.add_argument("--temperature", type=float, default=0.7)
-  g.add_argument("--max_tokens", type=int, default=256)
-  g.add_argument("--top_p", type=float, default=None)
+  g.add_argument("--temperature", type=flags.non_negative_float, default=0.7)
+  g.add_argument("--max_tokens", type=flags.positive_int, default=256)
+  g.add_argument("--top_p", type=flags.probability, default=None)
   g.add_argument("--seed", type=int, default=None,
                  help="send seed+first_sample with each request (for endpoints honouring seeds)")
   _bool_flag(g, "give_answer", True, "show the gold answer and ask the teacher to explain it "
@@ -96,10 +115,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   g.add_argument("--exemplars", default=None,
                  help="JSON-lines exemplars (Example fields + \"explanation\") instead of the "
                  "built-in ones")
-  g.add_argument("--num_exemplars", type=int, default=None, help="use only the first K")
+  g.add_argument("--num_exemplars", type=flags.non_negative_int, default=None,
+                 help="use only the first K")
 
   g = parser.add_argument_group("filtering and output")
-  g.add_argument("--max_per_example", type=int, default=None,
+  g.add_argument("--max_per_example", type=flags.positive_int, default=None,
                  help="keep at most N gold-matching rationales per question (default all)")
   g.add_argument("--verifier", default=None, metavar="MODULE:FACTORY",
                  help="a verifier factory; its result's verify(example, rationale) must accept a "
@@ -150,7 +170,8 @@ def _endpoint(args, examples, out: str, verifier) -> tuple[dict, int]:
   shots = shots[:args.num_exemplars] if args.num_exemplars is not None else shots
   client = Client(ClientConfig(
       base_url=args.base_url, model=args.model, api_key=os.environ.get(args.api_key_env) or None,
-      mode=args.mode, timeout_s=args.timeout, max_retries=args.max_retries,
+      mode=args.mode, timeout_s=args.timeout, deadline_s=args.deadline,
+      max_retries=args.max_retries, max_permanent_errors=args.max_config_errors,
       max_backoff_s=args.max_backoff, max_retry_after_s=args.max_retry_after, rpm=args.rpm,
       tpm=args.tpm))
   builder = PromptBuilder(tuple(shots), give_answer=args.give_answer, mode=args.mode)
@@ -163,6 +184,8 @@ def _endpoint(args, examples, out: str, verifier) -> tuple[dict, int]:
     summary = teach(examples, client=client, builder=builder, sampling=sampling,
                     journal=journal, config=config, out_path=out, verifier=verifier)
   summary["journal"] = journal_path
+  if client.last_permanent is not None:
+    summary["last_permanent_error"] = client.last_permanent
   return summary, 1 if summary["samples_missing"] else 0
 
 
@@ -194,9 +217,12 @@ def run(args: argparse.Namespace) -> int:
     try:
       summary, status = _endpoint(args, examples, out, verifier)
     except FatalError as e:
-      print(f"error: {e}; finished calls are kept in the journal", file=sys.stderr)
+      print(f"error: {e}; stopped (finished calls are kept in the journal)", file=sys.stderr)
       return 1
-    if status:
+    if status and summary.get("last_permanent_error"):
+      print(f"error: {summary['samples_missing']} samples could not be collected; the last "
+            f"permanent error: {summary['last_permanent_error']}", file=sys.stderr)
+    elif status:
       print(f"warning: {summary['samples_missing']} samples could not be collected; rerun the "
             "same command to retry only those", file=sys.stderr)
   print(json.dumps(summary, sort_keys=True))

@@ -11,6 +11,7 @@ import sentencepiece as spm
 
 from kard_jax.data import vocab
 from kard_jax.data.errors import InputError
+from kard_jax.pipeline import flags
 
 HELP = ("train a SentencePiece vocabulary on a benchmark's prompts, rationales and knowledge base; "
         "writes DATA_DIR/spiece.model atomically")
@@ -19,7 +20,7 @@ HELP = ("train a SentencePiece vocabulary on a benchmark's prompts, rationales a
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--data_dir", required=True,
                       help="prepared benchmark directory (examples/, kb/, rationales/)")
-  parser.add_argument("--vocab_size", type=int, default=2000,
+  parser.add_argument("--vocab_size", type=flags.positive_int, default=2000,
                       help="number of pieces (a soft limit: a small corpus may give fewer)")
   parser.add_argument("--out", default=None,
                       help="model file to write (default: DATA_DIR/spiece.model)")
