@@ -123,6 +123,10 @@ def render(results: Mapping[str, Any]) -> str:
            f"Distance to the physical limit ({h['limit_is']}): "
            f"**{'—' if fraction is None else f'{100 * fraction:.1f}%'}**.",
            "", "| figure | value | what it is |", "|---|---:|---|"]
+  if "--tiny" in results["stamp"]["command"].split():
+    lines[:0] = ["**These figures come from the seconds-long `--tiny` test configuration and say "
+                 f"nothing about speed: run `./run.sh bench {results['bench']}` for the real "
+                 "benchmark.**", ""]
   for key, value in results["figures"].items():
     what = results["about"][key].replace("|", "\\|")
     lines.append(f"| {key} | {_value(value)} | {what} |")

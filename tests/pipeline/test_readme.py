@@ -34,6 +34,13 @@ def test_regenerate_replaces_only_marked_blocks(tmp_path):
           "0.5 before, 1.25 after; wall time 12 s; python 3.11.7, jax 0.1.") in out
   assert out.endswith("<!-- /table -->\noutro\n")
   assert readme.regenerate(out, str(tmp_path)) == out  # idempotent
+  assert "--tiny" not in out
+  obj = json.loads((tmp_path / "results" / "bench_x.json").read_text())
+  obj["stamp"]["command"] = "python bench/x.py --tiny"
+  (tmp_path / "results" / "bench_x.json").write_text(json.dumps(obj))
+  tiny = readme.regenerate(out, str(tmp_path))
+  assert "from the seconds-long `--tiny` test configuration" in tiny
+  assert "run `./run.sh bench x` for the real benchmark" in tiny
 
 
 def test_an_unstamped_bench_file_is_refused(tmp_path):
