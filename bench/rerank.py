@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
   ours = lambda: np.asarray(score(params, q["input_ids"], q["attention_mask"], p_mask,  # noqa
                                   p_ids))
 
-  torch.set_grad_enabled(False)
+  grad_was_enabled = torch.is_grad_enabled()
+  torch.set_grad_enabled(False)  # restored on return (tests run benches in one process)
   bert = transformers.BertModel.from_pretrained(folder, add_pooling_layer=False).eval()
   lin = torch.nn.Linear(bert_config.emb_dim, args.compression_dim)
   lin.weight.copy_(torch.tensor(params["compressor"]["kernel"].T))
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
       threads={"ours": n_threads if platform == "cpu" else platform,
                "reference": torch.get_num_threads()},
       limits=limits)
+  torch.set_grad_enabled(grad_was_enabled)
   return 0
 
 

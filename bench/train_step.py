@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
   from kard_jax.training import models, optimizers, partitioning, trainer as trainer_lib
 
   torch.set_num_threads(n_threads)
+  torch.set_grad_enabled(True)  # whatever an earlier caller in this process left
   limits = (limits_lib.measure(4 * 2**20, 128, repeats=2) if args.tiny else limits_lib.measure())
   config = (t5.T5Config.tiny(dropout_rate=args.dropout) if args.tiny
             else t5.T5Config.flan_t5("small", dropout_rate=args.dropout))
