@@ -1,4 +1,4 @@
-"""Training throughput: our compiled train step against `transformers`' PyTorch T5 step (CPU).
+"""Training throughput: our compiled train step against `transformers`' PyTorch T5 step.
 
 Same model (the Flan-T5-small shape: d_model 512, 8+8 layers, 6 heads of 64, gated-GELU d_ff 1024,
 vocabulary 32,128; float32), same weights (exported through our Hugging Face converter), same batch
@@ -6,19 +6,27 @@ vocabulary 32,128; float32), same weights (exported through our Hugging Face con
 and dropout (0.1 in training on both sides; --dropout 0 turns it off). Before timing, the two
 models' teacher-forced losses on the batch are compared, as a check that both sides run the same
 network. Throughput is target tokens per second of the median step over --steps rounds after
---warmup steps (ours: after compilation); each round times one step of each side, so both see the
-same load. Ours runs on the single device the trainer would use here (mesh (1, 1)).
+--warmup steps; each round times one step of each side, so both see the same load. Ours runs on the
+single device the trainer would use here (mesh (1, 1)).
 
-  ./run.sh bench train_step            # or: .venv/bin/python bench/train_step.py --steps 5
+Like for like: both sides use the same `--threads` cores (default 0: every core this process may
+use; the process is pinned to them and PyTorch gets that many threads). Compilation (ours) and the
+warm-up steps (both) are excluded from the timed steps and reported separately.
 
-Target: ratio >= 1.5. The last line of stdout is
-{"tokens_per_s": ours, "reference_tokens_per_s": theirs, "ratio": ours / theirs}.
+Distance to the physical limit, measured in the same process: the float32 `jnp.dot` rate of this
+machine. The model FLOPs of a training step (3 x the forward pass's matmul FLOPs: forward, and the
+backward pass's two products) per our step time, as a fraction of that rate, is the headline's
+second figure; on a GPU/TPU (the script runs unchanged on the device JAX sees) it also reports MFU
+against the accelerator's published peak.
+
+  ./run.sh bench train_step            # or: python bench/train_step.py [--steps 5] [--out FILE]
+
+Writes results/bench_train_step.json (figures + stamp); the last stdout line is the headline JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,48 +37,75 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-BATCH, INPUT_LENGTH, TARGET_LENGTH = 8, 256, 64
+from kard_jax.report import bench as bench_lib  # noqa: E402
+
+FULL = dict(batch=8, input_length=256, target_length=64)
+TINY = dict(batch=2, input_length=16, target_length=8)
 LEARNING_RATE, WEIGHT_DECAY = 1e-4, 0.01
 
 
-def make_batch(seed: int, vocab_size: int) -> dict[str, np.ndarray]:
+def make_batch(seed: int, vocab_size: int, batch: int, input_length: int,
+               target_length: int) -> dict[str, np.ndarray]:
   """Full-length rows as SeqIO's EncDecFeatureConverter produces them (unpacked, EOS last)."""
   rng = np.random.default_rng(seed)
-  inputs = rng.integers(2, vocab_size, size=(BATCH, INPUT_LENGTH)).astype(np.int32)
-  targets = rng.integers(2, vocab_size, size=(BATCH, TARGET_LENGTH)).astype(np.int32)
+  inputs = rng.integers(2, vocab_size, size=(batch, input_length)).astype(np.int32)
+  targets = rng.integers(2, vocab_size, size=(batch, target_length)).astype(np.int32)
   inputs[:, -1] = targets[:, -1] = 1
-  decoder_inputs = np.concatenate([np.zeros((BATCH, 1), np.int32), targets[:, :-1]], axis=1)
+  decoder_inputs = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
   return {"encoder_input_tokens": inputs, "decoder_input_tokens": decoder_inputs,
           "decoder_target_tokens": targets,
           "decoder_loss_weights": np.ones_like(targets)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--dropout", type=float, default=0.1)
+  parser.add_argument("--threads", type=int, default=0,
+                      help="cores both sides may use (0: all this process may use)")
   parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+  bench_lib.add_flags(parser, "train_step")
+  args = parser.parse_args(argv)
+  if args.steps < 1 or args.warmup < 1 or args.threads < 0 or not 0 <= args.dropout < 1:
+    parser.error("--steps and --warmup must be >= 1, --threads >= 0, 0 <= --dropout < 1")
+  cores = sorted(os.sched_getaffinity(0))
+  if args.threads > len(cores):
+    parser.error(f"--threads {args.threads}: only {len(cores)} cores are available")
+  if args.threads > 0:  # before JAX or PyTorch create their thread pools
+    os.sched_setaffinity(0, cores[:args.threads])
+  n_threads = len(os.sched_getaffinity(0))
+  shape = TINY if args.tiny else FULL
+  if args.tiny:
+    args.steps, args.warmup = min(args.steps, 2), 1
 
+  m = bench_lib.measurement(("jax", "jaxlib", "flax", "optax", "torch", "transformers"),
+                            __file__, argv)
   import jax
   import torch
   import transformers
 
   from kard_jax.models import t5, t5_weights
+  from kard_jax.report import limits as limits_lib
   from kard_jax.training import models, optimizers, partitioning, trainer as trainer_lib
 
-  config = t5.T5Config.flan_t5("small", dropout_rate=args.dropout)
+  torch.set_num_threads(n_threads)
+  torch.set_grad_enabled(True)  # whatever an earlier caller in this process left
+  limits = (limits_lib.measure(4 * 2**20, 128, repeats=2) if args.tiny else limits_lib.measure())
+  config = (t5.T5Config.tiny(dropout_rate=args.dropout) if args.tiny
+            else t5.T5Config.flan_t5("small", dropout_rate=args.dropout))
   model = models.EncoderDecoderModel(t5.Transformer(config))
-  batch = make_batch(args.seed, config.vocab_size)
+  batch = make_batch(args.seed, config.vocab_size, **shape)
   spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in batch.items()}
   tx = optimizers.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY, decay_vectors=True)
   trainer = trainer_lib.Trainer(model, tx, LEARNING_RATE, partitioning.create_mesh((1, 1)),
                                 partitioning.standard_logical_axis_rules(), spec)
   state = trainer.init_state(seed=args.seed)
   device_batch = trainer.global_batch(batch)
-  print(f"jax {jax.devices()[0].platform}, torch threads {torch.get_num_threads()}; load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
+  platform = jax.devices()[0].platform
+  print(f"jax {platform}, torch threads {torch.get_num_threads()}, cores "
+        f"{sorted(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores", file=sys.stderr)
 
   with tempfile.TemporaryDirectory() as folder:
     t5_weights.export_hf(config, jax.device_get(state.params), folder)
@@ -84,7 +119,7 @@ def main() -> int:
   hf.eval()
   with torch.no_grad():
     hf_loss = float(hf(input_ids=ids, attention_mask=mask, labels=labels).loss)
-  print(f"initial loss: ours {ours_loss:.5f}, transformers {hf_loss:.5f}")
+  print(f"initial loss: ours {ours_loss:.5f}, transformers {hf_loss:.5f}", file=sys.stderr)
   if abs(ours_loss - hf_loss) > 1e-3 * max(1.0, abs(hf_loss)):
     raise SystemExit(f"the two models disagree: loss {ours_loss} vs {hf_loss}")
 
@@ -109,8 +144,14 @@ def main() -> int:
     return float(loss.detach())
 
   start = time.perf_counter()
+  run_ours(1)
+  compile_s = time.perf_counter() - start  # compilation + one step
+  start = time.perf_counter()
   run_ours(args.warmup)
-  compile_s = time.perf_counter() - start
+  ours_warm_s = (time.perf_counter() - start) / args.warmup
+  start = time.perf_counter()
+  run_hf(1)
+  hf_first_s = time.perf_counter() - start
   run_hf(args.warmup)
   # Interleaved, one step each per round, so that both sides see the same machine load (other
   # processes share these cores); the median step time of each side gives its throughput.
@@ -122,17 +163,63 @@ def main() -> int:
     start = time.perf_counter()
     hf_last = run_hf(1)
     hf_times.append(time.perf_counter() - start)
-  tokens = BATCH * TARGET_LENGTH
-  ours_tps = tokens / statistics.median(ours_times)
-  hf_tps = tokens / statistics.median(hf_times)
+  B, T = shape["batch"], shape["target_length"]
+  ours_step, hf_step = statistics.median(ours_times), statistics.median(hf_times)
+  ours_tps, hf_tps = B * T / ours_step, B * T / hf_step
+  step_flops = 3 * limits_lib.t5_forward_flops(config, B, shape["input_length"], T)
+  fractions = limits_lib.mfu(step_flops / ours_step, limits)
 
-  print(f"ours          {ours_tps:8.1f} target tokens/s (median of {args.steps} steps; compile + "
-        f"warm-up {compile_s:.1f} s; last loss {ours_last:.4f})")
-  print(f"transformers  {hf_tps:8.1f} target tokens/s (median of {args.steps} steps; last loss "
-        f"{hf_last:.4f})")
-  print(f"ratio {ours_tps / hf_tps:.2f}x")
-  print(json.dumps({"tokens_per_s": round(ours_tps, 2), "reference_tokens_per_s": round(hf_tps, 2),
-                    "ratio": round(ours_tps / hf_tps, 3)}))
+  figures, about = {}, {}
+
+  def put(name, value, what):
+    figures[name], about[name] = value, what
+
+  put("tokens_per_s", ours_tps, f"ours, target tokens/s (median of {args.steps} steps)")
+  put("reference_tokens_per_s", hf_tps, "transformers PyTorch step, target tokens/s (same rounds)")
+  put("ratio", ours_tps / hf_tps, "ours / reference, same cores, shapes and float32")
+  put("ours_step_s", ours_step, "our median step time")
+  put("reference_step_s", hf_step, "the reference's median step time")
+  put("ours_compile_s", compile_s, "our compilation and first step (excluded from timings)")
+  put("ours_warmup_step_s", ours_warm_s, "our mean warm-up step after compilation (excluded)")
+  put("reference_first_step_s", hf_first_s, "the reference's first step (excluded)")
+  put("ours_last_loss", ours_last, "our training loss at the last timed step")
+  put("reference_last_loss", hf_last, "the reference's training loss at the last timed step")
+  put("model_gflop_per_step", step_flops / 1e9,
+      "3 x the forward pass's matmul FLOPs (encoder, decoder, logits, attention)")
+  put("ours_gflop_per_s", step_flops / ours_step / 1e9, "model FLOPs per our step time")
+  put("measured_matmul_gflop_per_s", limits["matmul_flops_per_s"] / 1e9,
+      "this machine's float32 jnp.dot rate in the same process, GFLOP/s")
+  put("fraction_of_measured_matmul", fractions["fraction_of_measured_matmul"],
+      "our model FLOP/s / the measured matmul rate")
+  for key, value in fractions.items():
+    if key.startswith("mfu_"):
+      put(key, value, "MFU: our model FLOP/s / the accelerator's published "
+          f"{key.split('_')[-2]} peak")
+  print(f"ours {ours_tps:.1f} target tokens/s, transformers {hf_tps:.1f} -> ratio "
+        f"{ours_tps / hf_tps:.2f}x; compile {compile_s:.1f} s; {step_flops / ours_step / 1e9:.1f} "
+        f"GFLOP/s = {100 * fractions['fraction_of_measured_matmul']:.1f}% of the measured "
+        f"{limits['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s", file=sys.stderr)
+
+  setup = (f"{'T5 tiny test shape' if args.tiny else 'Flan-T5-small shape'} (d_model "
+           f"{config.d_model}, {config.num_encoder_layers}+{config.num_decoder_layers} layers, "
+           f"{config.num_heads} heads of {config.head_dim}, d_ff {config.d_ff}, vocabulary "
+           f"{config.vocab_size:,}; float32, same initial weights on both sides); batch {B}, "
+           f"{shape['input_length']} input and {T} target tokens; AdamW lr {LEARNING_RATE}, weight "
+           f"decay {WEIGHT_DECAY}; dropout {args.dropout}; ours on JAX {platform} (mesh (1, 1)), "
+           f"the reference on PyTorch CPU; median of {args.steps} interleaved steps after "
+           f"{args.warmup} warm-up step(s)")
+  bench_lib.finish(
+      "train_step", args.out, m, setup=setup,
+      headline={"ratio": figures["ratio"],
+                "ratio_is": "target tokens/s per training step, ours over transformers "
+                            "PyTorch, same cores and shapes",
+                "fraction_of_limit": figures["fraction_of_measured_matmul"],
+                "limit_is": "our step's model FLOP/s over this machine's measured float32 "
+                            "matmul rate"},
+      figures=figures, about=about,
+      threads={"ours": n_threads if platform == "cpu" else platform,
+               "reference": torch.get_num_threads()},
+      limits=limits)
   return 0
 
 

@@ -25,23 +25,10 @@ RENDERERS: dict[str, str] = {
     "retrieval_recall.json": "kard_jax.retrieval.report:render",
     "reranker_*.json": "kard_jax.reranker.report:render",
     "synthetic.json": "kard_jax.pipeline.report:markdown",
-    "bench_*.json": "kard_jax.pipeline.readme:render_bench",
+    "bench_*.json": "kard_jax.report.bench:render",
 }
 
 _BLOCK = re.compile(r"(<!-- table: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
-
-
-def render_bench(results: dict) -> str:
-  """A benchmark's figures (the JSON a bench/*.py prints last) as a two-column table."""
-  lines = ["| figure | value |", "|---|---:|"]
-  for key, value in results["figures"].items():
-    lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
-  lines.append("")
-  lines.append(f"Measured on {results.get('machine', 'the machine named in the JSON')} by: "
-               f"`{results['command']}`")
-  if results.get("targets"):
-    lines += ["", f"Targets: {results['targets']}."]
-  return "\n".join(lines)
 
 
 def _renderer(name: str) -> Callable[[dict], str]:

@@ -6,6 +6,7 @@ import pytest
 
 from kard_jax.data.synthetic import SyntheticConfig, write_benchmark
 from kard_jax.pipeline.cli import main
+from kard_jax.report import stamp
 from kard_jax.retrieval.retrieval_file import read_retrieval_file
 
 
@@ -62,6 +63,13 @@ def test_build_retrieve_and_evaluate(bench, capsys):
                "--split", "test", "--out", str(results), "--append"]) == 0
   saved = json.loads(results.read_text())
   assert len(saved["rows"]) == 3 and saved["command"].count(" && ") == 1
+  # Stamped: the chained command, both parts with their own provenance, wall time summed.
+  assert stamp.missing_stamp_fields(saved) == []
+  assert saved["stamp"]["command"] == saved["command"]
+  assert [p["command"] for p in saved["stamp"]["parts"]] == saved["command"].split(" && ")
+  assert saved["stamp"]["wall_s"] == pytest.approx(
+      sum(p["wall_s"] for p in saved["stamp"]["parts"]), abs=2e-3)
+  assert "bm25s" in saved["stamp"]["versions"]
 
 
 def test_mismatched_settings_and_bad_input_exit_2(bench, tmp_path, capsys):

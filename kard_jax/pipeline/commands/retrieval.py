@@ -292,7 +292,30 @@ def _command_line(args) -> str:
   return shlex.join(parts)
 
 
+def _merged_stamp(old: dict | None, new: dict) -> dict:
+  """One stamp for a file that `--append` runs fill in turn: the chained command, the latest
+  run's provenance, the summed wall time, the first run's starting load, and every part's own."""
+  part_keys = ("command", "commit", "dirty", "load_avg_1m", "wall_s", "written_utc")
+  part = {k: new[k] for k in part_keys}
+  if not old:
+    return {**new, "parts": [part]}
+  parts = [p for p in old.get("parts", []) if p.get("command") != new["command"]] + [part]
+  return {**new, "command": " && ".join(p["command"] for p in parts),
+          "dirty": any(p["dirty"] for p in parts) or len({p["commit"] for p in parts}) > 1,
+          "load_avg_1m": {"before": parts[0]["load_avg_1m"]["before"],
+                          "after": new["load_avg_1m"]["after"]},
+          "wall_s": round(sum(p["wall_s"] for p in parts), 3), "parts": parts}
+
+
 def _run_evaluate(args) -> int:
+  from kard_jax.report import stamp as stamp_lib
+
+  with stamp_lib.Measurement(packages=("bm25s", "PyStemmer", "scipy", "numpy"),
+                             argv=shlex.split(_command_line(args))) as measurement:
+    return _evaluate(args, measurement)
+
+
+def _evaluate(args, measurement) -> int:
   from kard_jax.retrieval import bm25_index, gold, metrics, report
 
   ks = [int(k) for k in args.k.split(",") if k.strip()]
@@ -318,6 +341,7 @@ def _run_evaluate(args) -> int:
   if args.out:
     from kard_jax.data.jsonl import atomic_open
 
+    old = None
     if args.append and os.path.isfile(args.out):
       with open(args.out, encoding="utf-8") as f:
         old = json.load(f)
@@ -327,8 +351,11 @@ def _run_evaluate(args) -> int:
       commands = [c for c in old.get("command", "").split(" && ") if c and c != command]
       result = {"command": " && ".join(commands + [command]), "settings": settings,
                 "rows": merged}
+    measurement.__exit__(None, None, None)  # the stamp's wall time and load end here
+    stamp = _merged_stamp((old or {}).get("stamp"), measurement.stamp())
+    stamp["command"] = result["command"]
     with atomic_open(args.out) as f:
-      json.dump(result, f, indent=1)
+      json.dump({"stamp": stamp, **result}, f, indent=1)
       f.write("\n")
   print(report.markdown_table({"rows": rows}), file=sys.stderr)
   print(json.dumps({"rows": rows}))
