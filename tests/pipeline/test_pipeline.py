@@ -225,8 +225,9 @@ def _train_rows(root, config, suffix: str) -> list[dict]:
                            max_input_length=INPUT_LENGTH)
   ds = seqio.get_mixture_or_task(f"contract_synthetic_{suffix}").get_dataset(
       None, split="train", shuffle=False)
-  return [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in ex.items()}
-          for ex in ds.as_numpy_iterator()]
+  return [{"id": ex["id"].decode(), "sample": int(ex["sample"]),
+           "inputs": ex["inputs_pretokenized"].decode(),
+           "targets": ex["targets_pretokenized"].decode()} for ex in ds.as_numpy_iterator()]
 
 
 def _view(root):
