@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from kard_jax.data import jsonl, prompts
 from kard_jax.data.answers import filter_rationales
@@ -76,11 +76,14 @@ def read_passages(path) -> dict[tuple[str, int | None], list[str]]:
 
 def _lookup(table: Mapping[tuple[str, int | None], list[str]], path: str, example_id: str,
             sample: int | None) -> list[str]:
-  for key in ((example_id, sample), (example_id, None)):
-    if key in table:
-      return table[key]
-  what = f"example {example_id!r}" + ("" if sample is None else f" sample {sample}")
-  raise InputError(path, f"no passages for {what}")
+  """The passages stored under exactly (example_id, sample): a training row reads those its own
+  rationale retrieved, an evaluation row (sample None) those of its question; never another's."""
+  key = (example_id, sample)
+  if key in table:
+    return table[key]
+  what = f"example {example_id!r}" + ("" if sample is None else f" rationale sample {sample}")
+  raise InputError(path, f"no passages for {what} (key {{'id': {example_id!r}, 'sample': "
+                   f"{'null' if sample is None else sample}}})")
 
 
 def _row(example: Example, inputs: str, targets: str, sample: int = -1) -> dict[str, Any]:
@@ -113,13 +116,26 @@ def missing_stage1_message(data_dir: str, split: str) -> str:
 
 
 def build_rows(spec: TaskSpec, data_dir, split: str, *, num_passages: int = 3,
-               max_rationales: int | None = None) -> list[dict[str, Any]]:
-  """The rows of one split of one task, in the examples file's order."""
+               max_rationales: int | None = None, max_input_length: int | None = None,
+               count_tokens: Callable[[str], int] | None = None) -> list[dict[str, Any]]:
+  """The rows of one split of one task, in the examples file's order.
+
+  With `max_input_length` (and `count_tokens`, the task vocabulary's token count) every input is
+  made to fit that many tokens by `prompts.fit_inputs`, for training and evaluation alike.
+  """
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
   data_dir = os.fspath(data_dir)
-  examples = read_examples(os.path.join(data_dir, "examples", f"{split}.jsonl"))
+  examples_path = os.path.join(data_dir, "examples", f"{split}.jsonl")
+  examples = read_examples(examples_path)
   method = spec.method
+
+  def render_inputs(ex: Example, **context) -> str:
+    try:
+      return prompts.fit_inputs(method, ex, count_tokens=count_tokens,
+                                max_tokens=max_input_length, **context)
+    except prompts.InputTooLong as e:
+      raise InputError(examples_path, str(e)) from None
 
   if split == "train" and spec.per_rationale:
     passages, ppath = {}, ""
@@ -131,12 +147,12 @@ def build_rows(spec: TaskSpec, data_dir, split: str, *, num_passages: int = 3,
     for r in kept_rationales(data_dir, examples, max_rationales):
       ex = by_id[r.id]
       texts = _lookup(passages, ppath, ex.id, r.sample)[:num_passages] if ppath else ()
-      inputs = prompts.render_inputs(method, ex, passages=texts, rationale=r.rationale)
+      inputs = render_inputs(ex, passages=texts, rationale=r.rationale)
       rows.append(_row(ex, inputs, prompts.render_target(method, ex, r.rationale), r.sample))
     return rows
 
   if split == "train" or not (spec.eval_passages or spec.eval_rationales):
-    return [_row(ex, prompts.render_inputs(method, ex), prompts.render_target(method, ex))
+    return [_row(ex, render_inputs(ex), prompts.render_target(method, ex))
             for ex in examples]
 
   rows = []
@@ -145,7 +161,7 @@ def build_rows(spec: TaskSpec, data_dir, split: str, *, num_passages: int = 3,
     passages = read_passages(ppath)
     for ex in examples:
       texts = _lookup(passages, ppath, ex.id, None)[:num_passages]
-      rows.append(_row(ex, prompts.render_inputs(method, ex, passages=texts),
+      rows.append(_row(ex, render_inputs(ex, passages=texts),
                        prompts.render_target(method, ex)))
     return rows
   rpath = os.path.join(data_dir, spec.eval_rationales.format(split=split))
@@ -158,6 +174,6 @@ def build_rows(spec: TaskSpec, data_dir, split: str, *, num_passages: int = 3,
   for ex in examples:
     if ex.id not in generated:
       raise InputError(rpath, f"no rationale for example {ex.id!r} (written by Sci-CoT stage 1)")
-    inputs = prompts.render_inputs(method, ex, rationale=generated[ex.id].rationale)
+    inputs = render_inputs(ex, rationale=generated[ex.id].rationale)
     rows.append(_row(ex, inputs, prompts.render_target(method, ex)))
   return rows

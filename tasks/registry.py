@@ -58,11 +58,13 @@ def _to_dataset(rows: Sequence[dict[str, Any]]) -> tf.data.Dataset:
 
 
 def _source(spec: records.TaskSpec, data_dir: str, num_passages: int,
-            max_rationales: int | None) -> seqio.FunctionDataSource:
+            max_rationales: int | None, max_input_length: int | None,
+            vocab: seqio.Vocabulary) -> seqio.FunctionDataSource:
   def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
     del shuffle_files, seed  # one in-memory "file"; seqio shuffles examples itself
     rows = records.build_rows(spec, data_dir, split, num_passages=num_passages,
-                              max_rationales=max_rationales)
+                              max_rationales=max_rationales, max_input_length=max_input_length,
+                              count_tokens=lambda text: len(vocab.encode(text)))
     if not rows:
       raise InputError(os.path.join(data_dir, "examples", f"{split}.jsonl"),
                        f"no {spec.method} rows for split {split!r}")
@@ -74,13 +76,17 @@ def _source(spec: records.TaskSpec, data_dir: str, num_passages: int,
 def register_benchmark(benchmark: str, data_dir, vocab_path=None, prefix: str = PREFIX, *,
                        extra_ids: int = 0, num_passages: int = 3,
                        max_rationales: int | None = None,
-                       multitask_rates: tuple[float, float] = (1.0, 1.0)) -> list[str]:
+                       multitask_rates: tuple[float, float] = (1.0, 1.0),
+                       max_input_length: int | None = None) -> list[str]:
   """Registers (or re-registers, replacing) every task of `benchmark` read from `data_dir`.
 
   `vocab_path` defaults to data_dir/spiece.model; `extra_ids` must match the model's (0 for our
   trained vocabularies, 100 for T5's). `num_passages`: passages given to KARD tasks (top-k);
   `max_rationales`: kept rationales per training question (None: all that reach the gold
-  answer). Returns the registered names.
+  answer); `max_input_length`: the training input length (TASK_FEATURE_LENGTHS['inputs']):
+  every input of every split is made to fit it by shortening passages or rationales, never the
+  question, choices or cue (`kard_jax.data.prompts.fit_inputs`), so SeqIO's trimming never cuts
+  a training input and evaluation reads the same text. Returns the registered names.
   """
   if not _NAME.match(benchmark) or not _NAME.match(prefix):
     raise ValueError(f"benchmark and prefix must match [a-z0-9_]+, got {benchmark!r}, {prefix!r}")
@@ -94,7 +100,8 @@ def register_benchmark(benchmark: str, data_dir, vocab_path=None, prefix: str = 
     name = task_name(benchmark, suffix, prefix)
     seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
-        name, source=_source(spec, data_dir, num_passages, max_rationales),
+        name, source=_source(spec, data_dir, num_passages, max_rationales, max_input_length,
+                             vocab),
         output_features=features,
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
         postprocess_fn=metrics.postprocess, metric_fns=[metrics.accuracy])
@@ -112,13 +119,16 @@ def register_all(root: str | None = None) -> list[str]:
   """Registers every benchmark under `root` (default `data_root()`), with the environment's
   vocabulary settings: $KARD_VOCAB_FILE (one spiece.model for all benchmarks, e.g. Flan-T5's;
   default DATA/<benchmark>/spiece.model), $KARD_VOCAB_EXTRA_IDS (default 0; 100 for T5's) and
-  $KARD_NUM_PASSAGES (default 3)."""
+  $KARD_NUM_PASSAGES (default 3) and $KARD_MAX_INPUT_LENGTH (default none: set it to the
+  training TASK_FEATURE_LENGTHS['inputs'] so over-long inputs are fitted, not cut)."""
   root = root or data_root()
   vocab_path = os.environ.get("KARD_VOCAB_FILE") or None
   extra_ids = int(os.environ.get("KARD_VOCAB_EXTRA_IDS") or 0)
   num_passages = int(os.environ.get("KARD_NUM_PASSAGES") or 3)
+  max_input_length = int(os.environ.get("KARD_MAX_INPUT_LENGTH") or 0) or None
   names = []
   for benchmark in BENCHMARKS:
     names += register_benchmark(benchmark, os.path.join(root, benchmark), vocab_path,
-                                extra_ids=extra_ids, num_passages=num_passages)
+                                extra_ids=extra_ids, num_passages=num_passages,
+                                max_input_length=max_input_length)
   return names

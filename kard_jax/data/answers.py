@@ -17,12 +17,28 @@ from typing import Iterable, Mapping, Sequence
 from kard_jax.data.example import Choice, Example
 from kard_jax.data.rationale import Rationale
 
-# "answer is", "answer would be", "answer:", ... The last match in a text wins.
+# Where an answer statement ends and its answer begins: "answer is", "answer would be", "answer:",
+# "the correct option is", "Conclusion:", a conclusion word right before a yes/no that ends its
+# clause ("So, no, ...", but not "In conclusion, no matter ..."), and a text's opening "Yes, ..."
+# / "No, ...". The last statement in a text that names a choice wins.
 _STATEMENT = re.compile(
-    r"\banswers?\b\s*(?:(?:is|would\s+be|should\s+be|will\s+be|must\s+be)\b\s*:?|[:=])", re.I)
+    r"\banswers?\b\s*(?:(?:is|would\s+be|should\s+be|will\s+be|must\s+be)\b\s*:?|[:=])"
+    r"|\b(?:correct|right|best)\s+(?:option|choice)\s+(?:is|would\s+be)\b\s*:?"
+    r"|\bconclusion\s*:"
+    r"|\b(?:(?:so|thus|therefore|hence|in\s+conclusion)\s*,?\s*"
+    r"(?:to\s+answer\s+(?:the|your|this)\s+question\s*,?\s*)?"
+    r"|to\s+answer\s+(?:the|your|this)\s+question\s*,?\s*)(?=(?:yes|no)\s*[,.!;])"
+    # A yes/no answer that opens the text: "No, Amazon was not involved ...".
+    r"|^\s*(?=(?:yes|no)\s*[,.!;])", re.I)
+# The reversed form, "B is the answer", "(C) is the correct option": the label comes first.
+_REVERSED = r"(?:is|would\s+be)\s+the\s+(?:(?:correct|right|best|final)\s+)?(?:answer|option|choice)\b"
 _LEAD = re.compile(r"^[\s*_\"'`:\-]*(?:(?:option|choice)\s+)?", re.I)
 _WORDS = re.compile(r"[^\w]+")
 _SYNONYMS = {"true": "yes", "false": "no", "correct": "yes", "incorrect": "no"}
+# What joins a second answer to the first in a hedge: "A or B", "(A) and (C)", "A, B", "A/B".
+_JOIN = re.compile(r"\s*(?:,|/|;|&|\bor\b|\band\b)\s*(?:(?:either|both|maybe|perhaps)\s+)?",
+                   re.I)
+HEDGE = "<hedge>"  # `_resolve`'s result for a statement that names two different choices
 
 
 def _norm(text: str) -> str:
@@ -33,8 +49,9 @@ def _is_yes_no(choices: Sequence[Choice]) -> bool:
   return sorted(_norm(c.text) for c in choices) == ["no", "yes"]
 
 
-def _by_text(rest: str, choices: Sequence[Choice], whole: bool) -> str | None:
-  """The choice whose text `rest` starts with (the longest such), or equals when `whole`."""
+def _by_text(rest: str, choices: Sequence[Choice], whole: bool) -> tuple[str | None, int]:
+  """(label of the choice whose text `rest` starts with (the longest such), or equals when
+  `whole`; the number of normalised words it took)."""
   words = _norm(rest)
   if _is_yes_no(choices):
     first, _, tail = words.partition(" ")
@@ -47,43 +64,88 @@ def _by_text(rest: str, choices: Sequence[Choice], whole: bool) -> str | None:
     hit = words == t if whole else (words == t or words.startswith(t + " "))
     if hit and len(t) > best_len:
       best, best_len = c.label, len(t)
-  return best
+  return best, (len(_norm(next(c.text for c in choices if c.label == best)).split())
+                if best is not None else 0)
 
 
-def _resolve(rest: str, choices: Sequence[Choice], whole: bool) -> str | None:
-  """Maps what follows an answer statement (or, if `whole`, an entire output) to a label."""
-  rest = _LEAD.sub("", rest, count=1)
+def _skip_words(text: str, n: int) -> str:
+  """`text` after its first `n` words (as `_norm` splits them)."""
+  for _ in range(n):
+    m = re.match(r"[^\w]*\w+", text)
+    if not m:
+      return ""
+    text = text[m.end():]
+  return text
+
+
+def _labels(choices: Sequence[Choice]) -> tuple[dict[str, Choice], str]:
   by_upper = {c.label.upper(): c for c in choices}
-  labels = "|".join(re.escape(l) for l in sorted(by_upper, key=len, reverse=True))
-  # "(B)", "[B]", "(b)": a bracketed label is unambiguous.
+  return by_upper, "|".join(re.escape(l) for l in sorted(by_upper, key=len, reverse=True))
+
+
+def _first(rest: str, choices: Sequence[Choice], whole: bool) -> tuple[str | None, str]:
+  """(label named at the start of `rest`, the text after it)."""
+  rest = _LEAD.sub("", rest, count=1)
+  by_upper, labels = _labels(choices)
+  # "(B)", "[B]", "(b)": a bracketed label is unambiguous; its choice's text may follow.
   m = re.match(rf"[(\[]\s*({labels})\s*[)\]]", rest, re.I)
   if m:
-    return by_upper[m.group(1).upper()].label
-  label = _by_text(rest, choices, whole)
+    choice, after = by_upper[m.group(1).upper()], rest[m.end():]
+    label, n = _by_text(after, (choice,), whole=False)
+    return choice.label, (_skip_words(after, n) if label else after)
+  label, n = _by_text(rest, choices, whole)
   if label is not None:
-    return label
+    return label, _skip_words(rest, n)
   # A bare label: "B", "B.", "B) no", "b." -- but never the article in "a cat".
   m = re.match(rf"({labels})(?=$|[^\w])", rest, re.I)
   if not m:
-    return None
+    return None, rest
   choice, after = by_upper[m.group(1).upper()], rest[m.end():]
   if m.group(1).islower() and after[:1].isspace() and _norm(after):
+    return None, rest
+  if whole and _norm(after) not in ("", _norm(choice.text)) and not _JOIN.match(after):
+    return None, rest
+  after = after.lstrip(")]. ") if not _JOIN.match(after) else after
+  label, n = _by_text(after, (choice,), whole=False)
+  return choice.label, (_skip_words(after, n) if label else after)
+
+
+def _resolve(rest: str, choices: Sequence[Choice], whole: bool) -> str | None:
+  """Maps what follows an answer statement (or, if `whole`, an entire output) to a label;
+  HEDGE when it names a second, different choice ("A or B", "(A) and (C)", "A, B")."""
+  label, after = _first(rest, choices, whole)
+  if label is None:
     return None
-  if whole and _norm(after) not in ("", _norm(choice.text)):
-    return None
-  return choice.label
+  join = _JOIN.match(after)
+  if join:
+    other, tail = _first(after[join.end():], choices, whole=False)
+    if other is not None and other != label:
+      return HEDGE
+    if whole and other is None and _norm(after):
+      return None
+  return label
 
 
 def parse_answer(text: str, choices: Sequence[Choice]) -> str | None:
-  """The label of the choice `text` answers with, or None when it names none of them."""
+  """The label of the choice `text` answers with, or None when it names none of them or names
+  two different ones in its answer statement (a hedge is not an answer)."""
   if not text or not choices:
     return None
-  for m in reversed(list(_STATEMENT.finditer(text))):
-    rest = text[m.end():].lstrip()
+  _, labels = _labels(choices)
+  reversed_form = re.compile(rf"(?:[(\[]\s*({labels})\s*[)\]]|\b({labels}|yes|no)\b)\s+"
+                             + _REVERSED, re.I)
+  statements = [(m.start(), text[m.end():].lstrip()) for m in _STATEMENT.finditer(text)]
+  statements += [(m.start(), m.group(0)) for m in reversed_form.finditer(text)
+                 if m.group(2) is None or not m.group(2).islower()  # "a is the answer": an article
+                 or m.group(2) in ("yes", "no")]
+  for _, rest in sorted(statements, key=lambda s: s[0], reverse=True):
     label = _resolve(rest.split("\n", 1)[0], choices, whole=False)
+    if label == HEDGE:
+      return None
     if label is not None:
       return label
-  return _resolve(text.strip(), choices, whole=True)
+  label = _resolve(text.strip(), choices, whole=True)
+  return None if label == HEDGE else label
 
 
 def answer_statement(choice: Choice) -> str:

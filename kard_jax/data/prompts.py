@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Sequence
+from typing import Callable, Sequence
 
 from kard_jax.data.example import Choice, Example
 
@@ -140,3 +140,50 @@ def render_target(method: str, example: Example, rationale: str | None = None) -
   if method in RATIONALE_METHODS:
     return f"So, the answer is {answer_phrase(example)}."
   return answer_target(answer_phrase(example))
+
+
+class InputTooLong(ValueError):
+  """The question, its choices and the cue alone exceed the input length."""
+
+
+def fit_inputs(method: str, example: Example, *, passages: Sequence[str] = (),
+               rationale: str | None = None,
+               count_tokens: Callable[[str], int] | None = None,
+               max_tokens: int | None = None) -> str:
+  """`render_inputs`, made to fit `max_tokens` tokens (EOS included) as `count_tokens` counts.
+
+  Training and evaluation both read inputs made here (the SeqIO tasks of `tasks/` call it), so
+  a student is evaluated on exactly the text it was trained on. When the input is too long the
+  context is shortened from its end, word by word: KARD's passages (the last passage first),
+  Sci-CoT's rationale; never the question, the choices or the cue ("Explanation:", "Answer:").
+  Raises InputTooLong when even no context does not fit.
+  """
+  text = render_inputs(method, example, passages=passages, rationale=rationale)
+  if max_tokens is None or count_tokens is None:
+    return text
+  budget = max_tokens - 1  # SeqIO appends EOS after trimming to the length
+  if count_tokens(text) <= budget:
+    return text
+  q, c = example.question, example.choices
+  if method == "kard":
+    words = " ".join(clean(p) for p in passages).split()
+    render = lambda n: clean(kard_inputs(q, c, [" ".join(words[:n])]))
+  elif method == "scicot_answer":
+    words = strip_answer(rationale or "").split()
+    render = lambda n: clean(f"{question_block(q, c)} Explanation: {' '.join(words[:n])} Answer:")
+  else:
+    words, render = [], lambda n: text
+  lo, hi = -1, len(words)  # render(lo) fits (-1: not known yet), render(hi) does not
+  while hi - lo > 1:
+    mid = (lo + hi) // 2
+    if count_tokens(render(max(mid, 0))) <= budget:
+      lo = mid
+    else:
+      hi = mid
+  if lo < 0:
+    raise InputTooLong(
+        f"example {example.id!r}: its {method} input needs {count_tokens(render(0)) + 1} tokens "
+        f"without any {'passage' if method == 'kard' else 'context'}, more than the input length "
+        f"{max_tokens}; raise TASK_FEATURE_LENGTHS['inputs'] (the question, its choices and the "
+        "cue are never cut)")
+  return render(lo)

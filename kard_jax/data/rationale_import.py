@@ -6,10 +6,11 @@ The source is JSON lines keyed by question:
 (the StrategyQA rationales in ../shared/data/rationales/ have exactly this shape). Each line is
 matched to an example by `qid`; lines whose qid is null or unknown are matched by question text,
 compared case-, space- and punctuation-insensitively (21 of the 1,496 StrategyQA questions need
-this). The answer is parsed from the rationale; when the rationale states none (most free-form
-teacher prose does not) it is taken from `teacher_answer`, and an answer statement
-("So, the answer is (A) yes.") is appended so that every stored rationale ends the way students
-are trained to end. `sample` numbers each example's rationales in file order.
+this). The answer is the teacher's own `teacher_answer` when the line has one (the prose may
+open with a "Yes," that agrees with a paraphrase: "Yes, Augustus was not his real name"), else
+the one parsed from the rationale. Unless the rationale's last sentence already states that
+answer, an answer statement ("So, the answer is (A) yes.") is appended so that every stored
+rationale ends the way students are trained to end. `sample` numbers each example's rationales in file order.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from kard_jax.data.rationale import Rationale
 
 def _question_key(question: str) -> str:
   return re.sub(r"[^\w]+", " ", question.lower()).strip()
+
+
+def _last_sentence(text: str) -> str:
+  return re.split(r"(?<=[.!?])\s+", text.strip())[-1]
 
 
 def _value_label(value: Any, choices: Sequence[Choice]) -> str | None:
@@ -77,15 +82,15 @@ def import_rationales(path, examples: Sequence[Example] | Mapping[str, Example],
     text = obj["rationale"].strip()
     if not text:
       raise InputError(path, f"empty rationale for example {example.id!r}", line)
-    answer = parse_answer(text, example.choices)
+    answer = _value_label(obj.get("teacher_answer"), example.choices)
     if answer is None:
-      answer = _value_label(obj.get("teacher_answer"), example.choices)
+      answer = parse_answer(text, example.choices)
       if answer is None:
         raise InputError(path, f"cannot read an answer from the rationale or teacher_answer "
                          f"{obj.get('teacher_answer')!r}", line)
-      if append_answer:
-        choice = next(c for c in example.choices if c.label == answer)
-        text = f"{text}\n\n{answer_statement(choice)}"
+    if append_answer and parse_answer(_last_sentence(text), example.choices) != answer:
+      choice = next(c for c in example.choices if c.label == answer)
+      text = f"{text}\n\n{answer_statement(choice)}"
     sample = counts.get(example.id, 0)
     counts[example.id] = sample + 1
     out.append(Rationale(id=example.id, sample=sample, rationale=text, answer=answer,

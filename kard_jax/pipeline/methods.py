@@ -49,6 +49,10 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("scicot", "Sci-CoT (two-stage)", "scicot_answer", "scicot_answer", rationale=False),
 )}
 
+# The teacher row's name when its stored predictions are the synthetic generator's chain of facts:
+# an oracle, not a few-shot model (its accuracy is 100% by construction).
+ORACLE_NAME = "Oracle (the generator's chain of facts)"
+
 # Sci-CoT's first stage: the reasoning-distillation student generates the rationales.
 SCICOT_RATIONALE_FROM = "reasoning"
 # Methods plotted against the knowledge-base size.

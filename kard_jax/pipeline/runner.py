@@ -110,12 +110,16 @@ def _method_rows(store: Store, bench: bs.Bench, config: PipelineConfig, key: str
       _log("[teacher] no stored teacher predictions configured; no teacher row")
       return []
     counted = results.recount(art.file("teacher_predictions.jsonl"), examples, group_field)
+    if config.teacher_predictions == "oracle":
+      method = dataclasses.replace(method, name=methods_lib.ORACLE_NAME)
     return [_row(method, ss.Decoding("stored"), counted)]
   if key == "scicot":
     stage1 = ss.train(store, bench, config, methods_lib.SCICOT_RATIONALE_FROM, vocab_size)
-    first = ss.evaluate(store, bench, config, methods_lib.get(
-        methods_lib.SCICOT_RATIONALE_FROM), ss.GREEDY, stage1)
-    ss.scicot_rationales(store, bench, config, first)
+    rationale_model = methods_lib.get(methods_lib.SCICOT_RATIONALE_FROM)
+    firsts = {split: ss.evaluate(store, bench, config, rationale_model, ss.GREEDY, stage1,
+                                 vocab_size, split)
+              for split in ss.scicot_splits(config)}
+    ss.scicot_rationales(store, bench, config, firsts)
   trained = ss.train(store, bench, config, key, vocab_size)
   decodings = [ss.GREEDY]
   if (self_consistency and method.rationale and config.self_consistency > 1
@@ -123,7 +127,7 @@ def _method_rows(store: Store, bench: bs.Bench, config: PipelineConfig, key: str
     decodings.append(ss.self_consistency(config.self_consistency))
   rows = []
   for decoding in decodings:
-    evaluated = ss.evaluate(store, bench, config, method, decoding, trained)
+    evaluated = ss.evaluate(store, bench, config, method, decoding, trained, vocab_size)
     predictions = evaluated.file("predictions.jsonl")
     counted = results.recount(predictions, examples, group_field)
     extra = {"eval_dir": os.path.relpath(evaluated.path, store.root)}

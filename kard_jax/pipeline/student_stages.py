@@ -84,14 +84,41 @@ def vocab_size_for(pieces: int) -> int:
   return -(-pieces // 128) * 128
 
 
-def register_tasks(bench: Bench, config: PipelineConfig) -> list[str]:
-  """(Re-)registers the benchmark's tasks on its assembled view, with this run's settings."""
+def register_tasks(bench: Bench, config: PipelineConfig,
+                   max_input_length: int | None = None) -> list[str]:
+  """(Re-)registers the benchmark's tasks on its assembled view, with this run's settings
+  (`max_input_length`: the student's training input length, see `input_length`)."""
   import tasks  # pylint: disable=import-outside-toplevel
 
   return tasks.register_benchmark(
       bench.benchmark, bench.view, bench.files["spiece.model"],
       extra_ids=config.vocab_extra_ids, num_passages=config.num_passages,
-      max_rationales=config.max_rationales, multitask_rates=tuple(config.multitask_rates))
+      max_rationales=config.max_rationales, multitask_rates=tuple(config.multitask_rates),
+      max_input_length=max_input_length)
+
+
+def input_length(gin_file: str, bindings: Sequence[str]) -> int | None:
+  """TASK_FEATURE_LENGTHS['inputs'] of a method's training gin file with `bindings`: the length
+  its task fits inputs to, in training and in evaluation alike (None when it binds none)."""
+  import argparse  # pylint: disable=import-outside-toplevel
+
+  import gin  # pylint: disable=import-outside-toplevel
+
+  from kard_jax.pipeline import flags  # pylint: disable=import-outside-toplevel
+
+  flags.parse_gin(argparse.Namespace(gin_file=[gin_file], gin_bindings=list(bindings),
+                                     gin_search_paths=""))
+  try:
+    lengths = gin.query_parameter("%TASK_FEATURE_LENGTHS")
+  except ValueError:
+    lengths = None
+  finally:
+    gin.clear_config()
+  return int(lengths["inputs"]) if lengths and lengths.get("inputs") else None
+
+
+def _student_bindings(config: PipelineConfig, vocab_size: int) -> list[str]:
+  return [f"VOCAB_SIZE={vocab_size}"] + list(config.train_bindings)
 
 
 def _reads(method: methods_lib.Method) -> tuple[str, ...]:
@@ -111,7 +138,7 @@ def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
   gin_file = method_gin(config, owner.key)
   inputs = {k: bench.need(k) for k in _reads(owner)}
   inputs.update(gin_inputs(store, gin_file))
-  bindings = [f"VOCAB_SIZE={vocab_size}"] + list(config.train_bindings)
+  bindings = _student_bindings(config, vocab_size)
   settings = {"bindings": bindings, "num_passages": config.num_passages,
               "max_rationales": config.max_rationales, "extra_ids": config.vocab_extra_ids}
   if owner.key == "multitask":
@@ -120,7 +147,7 @@ def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
   def make(out):
     import gin  # pylint: disable=import-outside-toplevel
 
-    register_tasks(bench, config)
+    register_tasks(bench, config, input_length(gin_file, bindings))
     gin.clear_config()
     run_command(["train", "--gin_file", gin_file, "--model_dir", os.path.join(out, "model")]
                 + [f"--gin.{b}" for b in bindings])
@@ -131,32 +158,70 @@ def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
   return art
 
 
+# The fields of an evaluator's predictions.jsonl line that Sci-CoT's hand-over reads.
+_PREDICTION_FIELDS = ("id", "rationales", "answers", "prediction")
+
+
+def stage1_rationale(obj: dict[str, Any], path: str, lineno: int) -> tuple[str, str | None]:
+  """(rationale text, answer) of one stage-1 prediction line: the first decode verbatim, or with
+  several decodes (self-consistency) the first one whose answer is the voted prediction."""
+  from kard_jax.data.errors import InputError  # pylint: disable=import-outside-toplevel
+
+  for field in _PREDICTION_FIELDS:
+    if field not in obj:
+      raise InputError(path, f"missing field {field!r} (Sci-CoT stage 2 reads stage 1's "
+                       "decoded rationales)", lineno)
+  texts, answers, prediction = obj["rationales"], obj["answers"], obj["prediction"]
+  if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+    raise InputError(path, "field 'rationales' must be a non-empty list of decoded texts", lineno)
+  if not isinstance(answers, list) or len(answers) != len(texts):
+    raise InputError(path, "field 'answers' must hold one answer per rationale", lineno)
+  chosen = next((i for i, a in enumerate(answers) if prediction is not None and a == prediction),
+                0)
+  return texts[chosen], prediction
+
+
+def scicot_splits(config: PipelineConfig) -> tuple[str, ...]:
+  """The splits Sci-CoT stage 1 is decoded on: the evaluation split, and validation (which
+  T5X's train-eval of the stage-2 task reads)."""
+  return tuple(dict.fromkeys((config.eval_split, "validation")))
+
+
 def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
-                      stage1_eval: Artifact) -> Artifact:
-  """rationales/scicot_{split}.jsonl: Sci-CoT stage 1's generated rationales, as Rationales."""
+                      stage1_evals: dict[str, Artifact]) -> Artifact:
+  """rationales/scicot_{split}.jsonl for each split of `stage1_evals` ({split: stage-1
+  evaluation}): stage 1's generated rationales, verbatim, with the answer stage 1 reached."""
   from kard_jax.data.rationale import Rationale, write_rationales  # pylint: disable=import-outside-toplevel
 
-  split = config.eval_split
+  splits = sorted(stage1_evals)
 
   def make(out):
-    rows = []
-    for _, obj in jsonl.iter_jsonl(stage1_eval.file("predictions.jsonl")):
-      texts = obj.get("outputs") or [obj["prediction"]]
-      rows.append(Rationale(str(obj["id"]), 0, str(texts[0]), obj.get("answer_parsed"),
-                            "scicot-stage1", {"decoding": "greedy"}))
-    write_rationales(os.path.join(out, "rationales", f"scicot_{split}.jsonl"), rows)
-    return {"rationales": len(rows)}
+    counts = {}
+    for split in splits:
+      path = stage1_evals[split].file("predictions.jsonl")
+      rows = []
+      for lineno, obj in jsonl.iter_jsonl(path):
+        text, answer = stage1_rationale(obj, path, lineno)
+        rows.append(Rationale(str(obj["id"]), 0, text, answer, "scicot-stage1",
+                              {"decoding": "greedy"}))
+      write_rationales(os.path.join(out, "rationales", f"scicot_{split}.jsonl"), rows)
+      counts[split] = len(rows)
+    return {"rationales": counts}
 
-  art = store.run(bench.stage("scicot_rationales"), make, inputs={"stage1": stage1_eval},
-                  config={"split": split})
-  bench.publish(art, {f"rationales/scicot_{split}.jsonl": f"rationales/scicot_{split}.jsonl"})
+  art = store.run(bench.stage("scicot_rationales"), make,
+                  inputs={f"stage1_{s}": stage1_evals[s] for s in splits},
+                  config={"splits": splits})
+  bench.publish(art, {f"rationales/scicot_{s}.jsonl": f"rationales/scicot_{s}.jsonl"
+                      for s in splits})
   bench.artifacts["scicot_rationales"] = art
   return art
 
 
 def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods_lib.Method,
-             decoding: Decoding, trained: Artifact) -> Artifact:
-  """predictions.jsonl + metrics.json of `method`'s student on the evaluation split."""
+             decoding: Decoding, trained: Artifact, vocab_size: int,
+             split: str | None = None) -> Artifact:
+  """predictions.jsonl + metrics.json of `method`'s student on `split` (default: the
+  evaluation split)."""
   from kard_jax.decoding import evaluate as eval_lib  # pylint: disable=import-outside-toplevel
 
   import tasks  # pylint: disable=import-outside-toplevel
@@ -164,21 +229,27 @@ def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods
   task = tasks.task_name(bench.benchmark, method.eval_task)
   decode = dataclasses.replace(decoding.config, max_new_tokens=config.max_decode_length)
   inputs = {"model": trained, **eval_inputs(bench, method)}
-  settings = {"task": method.eval_task, "split": config.eval_split,
+  split = split or config.eval_split
+  # The input length the student was trained on: its task fits evaluation inputs to it too.
+  max_input_length = input_length(method_gin(config, methods_lib.training_owner(method.key)),
+                                  _student_bindings(config, vocab_size))
+  settings = {"task": method.eval_task, "split": split, "max_input_length": max_input_length,
               "decoding": dataclasses.asdict(decode), "batch_size": config.eval_batch_size,
               "num_passages": config.num_passages}
   if decoding.sampled:
     settings["seed"] = config.eval_seed  # greedy decoding does not depend on it
 
   def make(out):
-    register_tasks(bench, config)
+    register_tasks(bench, config, max_input_length)
     metrics, _ = eval_lib.evaluate(os.path.join(trained.path, "model"), task, decode,
-                                   split=config.eval_split, batch_size=config.eval_batch_size,
+                                   split=split, batch_size=config.eval_batch_size,
                                    out_dir=out, seed=config.eval_seed)
     return {k: metrics[k] for k in ("accuracy", "num_examples", "answer_parse_rate")}
 
-  stage = bench.stage("eval", method.key if not decoding.sampled else
-                      f"{method.key}_sc{decode.num_decodes}")
+  name = method.key if not decoding.sampled else f"{method.key}_sc{decode.num_decodes}"
+  if split != config.eval_split:
+    name += f"_{split}"
+  stage = bench.stage("eval", name)
   return store.run(stage, make, inputs=inputs, config=settings)
 
 

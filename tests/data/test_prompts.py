@@ -80,3 +80,26 @@ def test_unknown_method():
     prompts.render_inputs("kard_bm25", EX)
   with pytest.raises(ValueError, match="unknown method"):
     prompts.render_target("nope", EX)
+
+
+def test_fit_inputs_shortens_the_context_never_the_question_choices_or_cue():
+  from kard_jax.data.example import Choice, Example
+
+  ex = Example("q1", "Where does Ada live?", (Choice("A", "Oslo"), Choice("B", "Rome")), "A")
+  words = lambda text: len(text.split())  # a stand-in tokenizer: one token per word
+  head = prompts.question_block(ex.question, ex.choices)
+  passages = ["one two three four", "five six seven"]
+  full = prompts.fit_inputs("kard", ex, passages=passages, count_tokens=words, max_tokens=100)
+  assert full == prompts.kard_inputs(ex.question, ex.choices, passages)
+  budget = words(head) + 1 + 5 + 1 + 1  # "Knowledge:" + 5 passage words + cue + EOS
+  fitted = prompts.fit_inputs("kard", ex, passages=passages, count_tokens=words,
+                              max_tokens=budget)
+  assert fitted == f"{head} Knowledge: one two three four five Explanation:"
+  rationale = "Ada lives in Oslo because her school is there. So, the answer is A."
+  fitted = prompts.fit_inputs("scicot_answer", ex, rationale=rationale, count_tokens=words,
+                              max_tokens=words(head) + 1 + 3 + 1 + 1)
+  assert fitted == f"{head} Explanation: Ada lives in Answer:"
+  with pytest.raises(prompts.InputTooLong, match="example 'q1'"):
+    prompts.fit_inputs("answer_only", ex, count_tokens=words, max_tokens=words(head))
+  with pytest.raises(prompts.InputTooLong, match="without any passage"):
+    prompts.fit_inputs("kard", ex, passages=passages, count_tokens=words, max_tokens=words(head))

@@ -40,11 +40,46 @@ def test_holdout_ignores_input_order_and_depends_on_seed(strategyqa):
     splits.holdout_split(strategyqa, fraction=1.0)
 
 
-def test_load_splits_strategyqa_validation_is_test(shared_data, strategyqa):
+def test_load_splits_strategyqa_holds_out_disjoint_validation_and_test(shared_data, strategyqa):
   loaded = splits.load_splits("strategyqa", shared_data / "strategyqa")
-  assert [len(loaded[s]) for s in splits.SPLITS] == [2061, 229, 229]
-  assert loaded["test"] == loaded["validation"]
-  assert loaded["validation"] == splits.holdout_split(strategyqa)[1]
+  assert [len(loaded[s]) for s in splits.SPLITS] == [1832, 229, 229]
+  # The documented rule by hand: SHA-256("0:<qid>") order, test first, then validation.
+  ranked = sorted((ex.id for ex in strategyqa),
+                  key=lambda qid: hashlib.sha256(f"0:{qid}".encode()).hexdigest())
+  assert {ex.id for ex in loaded["test"]} == set(ranked[:229])
+  assert {ex.id for ex in loaded["validation"]} == set(ranked[229:458])
+  # The test slice is the single held-out slice of earlier versions.
+  assert loaded["test"] == splits.holdout_split(strategyqa)[1]
+
+
+def test_every_prepared_benchmark_has_pairwise_disjoint_splits(shared_data, tmp_path):
+  from kard_jax.data.example import read_examples
+  from kard_jax.data.synthetic import SyntheticConfig, write_benchmark
+
+  prepared = {name: splits.load_splits(name, shared_data / folder)
+              for name, folder in (("strategyqa", "strategyqa"), ("obqa", "obqa"),
+                                   ("arc_easy", "arc"))}
+  write_benchmark(SyntheticConfig(), tmp_path)
+  prepared["synthetic"] = {s: read_examples(tmp_path / "examples" / f"{s}.jsonl")
+                           for s in splits.SPLITS}
+  for name, loaded in prepared.items():
+    assert all(loaded[s] for s in splits.SPLITS), name
+    for i, a in enumerate(splits.SPLITS):
+      for b in splits.SPLITS[i + 1:]:
+        assert not {ex.id for ex in loaded[a]} & {ex.id for ex in loaded[b]}, (name, a, b)
+        assert not ({splits._question_key(ex) for ex in loaded[a]}
+                    & {splits._question_key(ex) for ex in loaded[b]}), (name, a, b)
+    assert splits.overlaps(loaded) == [], name
+
+
+def test_a_question_repeated_across_official_files_stays_in_the_later_split(shared_data):
+  # ARC-Easy's train file repeats two test questions under other ids.
+  raw = {s: benchmarks.load_benchmark("arc_easy", shared_data / "arc" / f"ARC-Easy-{f}.jsonl")
+         for s, f in (("train", "Train"), ("validation", "Dev"), ("test", "Test"))}
+  assert len(splits.overlaps(raw)) == 1
+  loaded = splits.load_splits("arc_easy", shared_data / "arc")
+  assert len(loaded["train"]) == len(raw["train"]) - 2
+  assert loaded["test"] == raw["test"] and loaded["validation"] == raw["validation"]
 
 
 def test_load_splits_official_files(shared_data):
@@ -52,15 +87,15 @@ def test_load_splits_official_files(shared_data):
   assert [len(obqa[s]) for s in splits.SPLITS] == [4957, 500, 500]
   assert all("fact1" in ex.extra for ex in obqa["test"])  # test_complete preferred over test
   arc = splits.load_splits("arc_easy", shared_data / "arc")
-  assert [len(arc[s]) for s in splits.SPLITS] == [2251, 570, 2376]
+  assert [len(arc[s]) for s in splits.SPLITS] == [2249, 570, 2376]
 
 
 def test_load_splits_errors(tmp_path, shared_data):
   with pytest.raises(InputError, match="no arc_challenge train file"):
     splits.load_splits("arc_challenge", shared_data / "arc")
-  row = {"id": "q1", "question": {"stem": "Q?", "choices": [
-      {"text": "x", "label": "A"}, {"text": "y", "label": "B"}]}, "answerKey": "A"}
-  for name in ("train.jsonl", "dev.jsonl", "test.jsonl"):
+  for name in ("train.jsonl", "dev.jsonl", "test.jsonl"):  # one id, three different questions
+    row = {"id": "q1", "question": {"stem": f"Q {name}?", "choices": [
+        {"text": "x", "label": "A"}, {"text": "y", "label": "B"}]}, "answerKey": "A"}
     (tmp_path / name).write_text(json.dumps(row) + "\n")
   with pytest.raises(InputError, match=r"dev\.jsonl: id 'q1' is in both the train and the "
                      "validation split"):

@@ -23,7 +23,7 @@ from kard_jax.pipeline import results, runner, stages
 
 TINY_STUDENT = ["T5Config.d_model=32", "T5Config.num_heads=2", "T5Config.head_dim=16",
                 "T5Config.d_ff=64", "TRAIN_STEPS=3", "WARMUP_STEPS=1", "BATCH_SIZE=8",
-                "TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 48}"]
+                "TASK_FEATURE_LENGTHS={'inputs': 160, 'targets': 48}"]
 
 
 def make_tiny_bert(folder) -> str:
@@ -134,8 +134,9 @@ def test_benchmark_outputs_are_well_formed(first_run):
       scores = [p["score"] for p in line["passages"]]
       if name != "reranked_test":
         assert scores == sorted(scores, reverse=True)
-  scicot = read_rationales(view / "rationales" / "scicot_test.jsonl")
-  assert {r.id for r in scicot} == {ex.id for ex in splits["test"]}
+  for split in ("validation", "test"):
+    scicot = read_rationales(view / "rationales" / f"scicot_{split}.jsonl")
+    assert [r.id for r in scicot] == [ex.id for ex in splits[split]]
   for model_dir in _stage_dirs(outcome, "train"):
     assert any(n.startswith("checkpoint_") for n in os.listdir(os.path.join(model_dir, "model")))
 
@@ -143,8 +144,10 @@ def test_benchmark_outputs_are_well_formed(first_run):
 def test_accuracy_equals_a_recount_of_the_predictions(first_run):
   root, _, outcome = first_run
   evals = sorted(set(_stage_dirs(outcome, "eval")))
-  assert len(evals) == 10  # 6 students, 3 with self-consistency, 1 in the sweep
+  # 6 students, 3 with self-consistency, 1 in the sweep, Sci-CoT stage 1 on validation
+  assert len(evals) == 11
   for d in evals:
+    split = json.loads(open(os.path.join(d, "metrics.json")).read())["split"]
     metrics = json.loads(open(os.path.join(d, "metrics.json")).read())
     lines = [obj for _, obj in iter_jsonl(os.path.join(d, "predictions.jsonl"))]
     assert len(lines) == metrics["num_examples"]
@@ -155,7 +158,7 @@ def test_accuracy_equals_a_recount_of_the_predictions(first_run):
     manual = np.mean([line["prediction"] == line["gold"] for line in lines])
     assert metrics["accuracy"] == pytest.approx(manual)
     examples = read_examples(root / "work" / "data" / d.split("/stages/")[1].split("/")[0]
-                             / "examples" / "test.jsonl")
+                             / "examples" / f"{split}.jsonl")
     counted = results.recount(os.path.join(d, "predictions.jsonl"), examples)
     assert counted["accuracy"]["all"] == pytest.approx(100 * metrics["accuracy"])
 
@@ -167,7 +170,8 @@ def test_results_table_lists_every_method(first_run):
   assert set(methods) == set(config_lib.DEFAULT_METHODS)
   assert sum(r["decoding"].startswith("self-consistency") for r in res["rows"]) == 3
   teacher = next(r for r in res["rows"] if r["method"] == "teacher")
-  assert teacher["accuracy"]["all"] == 100.0  # the synthetic oracle
+  assert teacher["accuracy"]["all"] == 100.0  # the synthetic oracle, named for what it is
+  assert teacher["name"] == "Oracle (the generator's chain of facts)"
   for row in res["rows"]:
     assert set(row["accuracy"]) == {"all", "seen", "unseen"}
   sweep = res["sweep"]["rows"]
@@ -190,3 +194,186 @@ def test_second_run_reuses_every_stage(first_run):
   changed = runner.run(dataclasses.replace(config, eval_seed=1), str(root / "work"), write=False)
   ran = {r["stage"] for r in changed.stages if r["status"] == "ran"}
   assert ran and all("_sc" in s for s in ran)
+
+
+# ------------------------------------------------------------------------------------------------
+# Stage contracts: what each stage's input holds, checked against the files of the stages before
+# it (not against the code that built it).
+
+INPUT_LENGTH = 160  # TINY_STUDENT's TASK_FEATURE_LENGTHS['inputs']
+
+
+def _eval_dir(outcome, name: str) -> str:
+  dirs = {r["dir"] for r in outcome.stages if r["stage"] == f"synthetic/eval/{name}"}
+  assert len(dirs) == 1, (name, dirs)
+  return dirs.pop()
+
+
+def _predictions(outcome, name: str) -> dict[str, dict]:
+  return {obj["id"]: obj for _, obj in iter_jsonl(
+      os.path.join(_eval_dir(outcome, name), "predictions.jsonl"))}
+
+
+def _train_rows(root, config, suffix: str) -> list[dict]:
+  """The rows the trainer reads: the SeqIO task as the pipeline registers it for training."""
+  import seqio
+  import tasks
+
+  view = root / "work" / "data" / "synthetic"
+  tasks.register_benchmark("synthetic", view, prefix="contract",
+                           num_passages=config.num_passages, max_rationales=config.max_rationales,
+                           max_input_length=INPUT_LENGTH)
+  ds = seqio.get_mixture_or_task(f"contract_synthetic_{suffix}").get_dataset(
+      None, split="train", shuffle=False)
+  return [{"id": ex["id"].decode(), "sample": int(ex["sample"]),
+           "inputs": ex["inputs_pretokenized"].decode(),
+           "targets": ex["targets_pretokenized"].decode()} for ex in ds.as_numpy_iterator()]
+
+
+def _view(root):
+  return root / "work" / "data" / "synthetic"
+
+
+def _passages(root, name: str) -> dict[tuple, list[str]]:
+  return {(obj["id"], obj.get("sample")): [p["text"] for p in obj["passages"]]
+          for _, obj in iter_jsonl(_view(root) / "retrieval" / f"{name}.jsonl")}
+
+
+def _knowledge(inputs: str) -> str:
+  assert " Knowledge: " in inputs and inputs.endswith(" Explanation:"), inputs
+  return inputs.split(" Knowledge: ", 1)[1][:-len(" Explanation:")]
+
+
+def _holds_passages(inputs: str, passages: list[str], k: int) -> bool:
+  """The input's knowledge is these passages, in order (their end shortened when the input
+  had to fit the length): True when they are there whole."""
+  from kard_jax.data.prompts import clean
+
+  whole = " ".join(clean(p) for p in passages[:k])
+  knowledge = _knowledge(inputs)
+  assert knowledge and whole.startswith(knowledge), (knowledge, whole)
+  return knowledge == whole
+
+
+def test_kard_training_input_holds_the_passages_of_its_own_rationale(first_run):
+  root, config, _ = first_run
+  by_key = _passages(root, "rationale_train")
+  rows = _train_rows(root, config, "kard_bm25")
+  assert rows
+  whole = 0
+  for row in rows:
+    whole += _holds_passages(row["inputs"], by_key[(row["id"], int(row["sample"]))],
+                             config.num_passages)
+  assert whole >= len(rows) // 2
+  # The two rationales of one question retrieved different passages, and each row reads its own.
+  differing = [(i, s) for (i, s) in by_key if s == 1 and by_key[(i, 0)] != by_key[(i, 1)]]
+  assert differing
+
+
+def test_kard_evaluation_inputs_hold_question_bm25_and_reranked_passages(first_run):
+  root, config, outcome = first_run
+  question, reranked = _passages(root, "question_test"), _passages(root, "reranked_test")
+  bm25_preds, rerank_preds = _predictions(outcome, "kard_bm25"), _predictions(outcome, "kard_rerank")
+  assert len(bm25_preds) == len(rerank_preds) == 16
+  k = config.num_passages
+  for example_id, pred in bm25_preds.items():
+    _holds_passages(pred["inputs"], question[(example_id, None)], k)
+    _holds_passages(rerank_preds[example_id]["inputs"], reranked[(example_id, None)], k)
+  # The reranker changed BM25's order on at least one example, and that example's input shows it.
+  changed = [i for i in bm25_preds if question[(i, None)][:k] != reranked[(i, None)][:k]]
+  assert changed
+  assert any(bm25_preds[i]["inputs"] != rerank_preds[i]["inputs"] for i in changed)
+
+
+def test_scicot_stage2_reads_stage1_rationales_verbatim(first_run):
+  from kard_jax.data.prompts import scicot_answer_inputs
+
+  root, _, outcome = first_run
+  stage1 = {"test": _predictions(outcome, "reasoning"),
+            "validation": _predictions(outcome, "reasoning_validation")}
+  for split, predictions in stage1.items():
+    handed = {r.id: r for r in read_rationales(
+        _view(root) / "rationales" / f"scicot_{split}.jsonl")}
+    assert set(handed) == set(predictions) and len(handed) == (16 if split == "test" else 8)
+    for example_id, pred in predictions.items():
+      # The first greedy decode, character for character, and the answer stage 1 reached.
+      assert handed[example_id].rationale == pred["rationales"][0]
+      assert handed[example_id].answer == pred["prediction"]
+  examples = {ex.id: ex for ex in read_examples(_view(root) / "examples" / "test.jsonl")}
+  exact = 0
+  for example_id, pred in _predictions(outcome, "scicot").items():
+    ex, text = examples[example_id], stage1["test"][example_id]["rationales"][0]
+    expected = scicot_answer_inputs(ex.question, ex.choices, text)
+    if pred["inputs"] == expected:
+      exact += 1
+    else:  # fitted to the input length: the rationale's beginning, the cue kept
+      explanation = pred["inputs"].split(" Explanation: ", 1)[1]
+      assert explanation.endswith(" Answer:") and expected.startswith(
+          pred["inputs"][:-len(" Answer:")])
+  assert exact >= 8
+
+
+def test_scicot_stage2_trains_on_teacher_rationales_without_their_answer(first_run):
+  from kard_jax.data.answers import filter_rationales
+  from kard_jax.data.prompts import answer_phrase, answer_target, strip_answer
+
+  root, config, _ = first_run
+  train = {ex.id: ex for ex in read_examples(_view(root) / "examples" / "train.jsonl")}
+  teacher = {(r.id, r.sample): r.rationale for r in filter_rationales(
+      read_rationales(_view(root) / "rationales" / "train.jsonl"), train)}
+  rows = _train_rows(root, config, "scicot_answer")
+  assert len(rows) == len(teacher)
+  for row in rows:
+    rationale = teacher[(row["id"], int(row["sample"]))]
+    explanation = row["inputs"].split(" Explanation: ", 1)[1]
+    assert explanation.endswith(" Answer:")
+    stripped = strip_answer(rationale)
+    assert stripped and stripped != rationale and "the answer is" in rationale.lower()
+    assert stripped.startswith(explanation[:-len(" Answer:")])
+    assert "answer is" not in explanation.lower()
+    assert row["targets"] == answer_target(answer_phrase(train[row["id"]]))
+
+
+def test_distilling_step_by_step_trains_both_prefixes_and_answers_with_one(first_run):
+  from kard_jax.data import prompts
+
+  root, config, outcome = first_run
+  rationale_rows = _train_rows(root, config, "multitask_rationale")
+  answer_rows = _train_rows(root, config, "multitask_answer")
+  assert rationale_rows and answer_rows
+  assert all(r["inputs"].startswith(prompts.RATIONALE_PREFIX + "Question: ")
+             and r["inputs"].endswith(" Explanation:") for r in rationale_rows)
+  assert all(r["inputs"].startswith(prompts.ANSWER_PREFIX + "Question: ")
+             and r["inputs"].endswith(" Answer:") for r in answer_rows)
+  gin_text = open(config_lib.method_gin(config, "multitask")).read()
+  assert "MIXTURE_OR_TASK_NAME = 'kard_synthetic_multitask'" in gin_text
+  examples = {ex.id: ex for ex in read_examples(_view(root) / "examples" / "test.jsonl")}
+  for example_id, pred in _predictions(outcome, "multitask").items():
+    ex = examples[example_id]
+    assert pred["inputs"] == prompts.multitask_answer_inputs(ex.question, ex.choices)
+
+
+def test_self_consistency_prediction_is_the_vote_of_its_stored_samples(first_run):
+  from kard_jax.data.answers import parse_answer
+
+  root, _, outcome = first_run
+  examples = {ex.id: ex for ex in read_examples(_view(root) / "examples" / "test.jsonl")}
+  names = [r["stage"].split("/")[-1] for r in outcome.stages
+           if r["stage"].startswith("synthetic/eval/") and r["stage"].endswith("_sc2")]
+  assert sorted(names) == ["kard_bm25_sc2", "kard_rerank_sc2", "reasoning_sc2"]
+  for name in names:
+    for example_id, pred in _predictions(outcome, name).items():
+      ex = examples[example_id]
+      assert len(pred["rationales"]) == 2
+      answers = [parse_answer(t, ex.choices) for t in pred["rationales"]]
+      assert pred["answers"] == answers
+      # Recounted here: most votes, then the highest summed log-prob, then choice order.
+      order = [c.label for c in ex.choices]
+      tally = {}
+      for answer, score in zip(answers, pred["scores"]):
+        if answer is not None:
+          count, total = tally.get(answer, (0, 0.0))
+          tally[answer] = (count + 1, total + score)
+      expected = (max(sorted(tally, key=order.index), key=lambda a: tally[a])
+                  if tally else None)
+      assert pred["prediction"] == expected, (name, example_id)

@@ -296,3 +296,71 @@ def test_t5x_stage1_conversion_refuses_misaligned_predictions(bench, tmp_path, c
   written = t5x_rationales.convert(infer_file, copy, "validation")
   assert {r.id for r in written} == {ex.id for ex in examples}
   assert all(r.rationale.endswith(f"the answer is {r.answer}.") for r in written)
+
+
+def test_an_over_long_input_gives_the_same_tokens_in_training_and_in_the_evaluator(bench):
+  """Passages are shortened to fit the input length, never the question, choices or cue; the
+  training pipeline (SeqIO trimming to TASK_FEATURE_LENGTHS) and the evaluator read the same ids."""
+  from kard_jax.decoding.evaluate import load_rows
+
+  root, _ = bench
+  name = "test_synthetic_kard_bm25"
+  v = seqio.get_mixture_or_task(name).output_features["inputs"].vocabulary
+  full = records.build_rows(records.TASKS["kard_bm25"], root, "test", num_passages=K)
+  lengths = [len(v.encode(r["inputs"])) + 1 for r in full]
+  limit = sorted(lengths)[len(lengths) // 2]  # half the test inputs are too long
+  tasks.register_benchmark("synthetic", root, prefix="fit", num_passages=K,
+                           max_input_length=limit)
+  fit = "fit_synthetic_kard_bm25"
+  trained = {bytes(ex["id"]).decode(): [int(t) for t in ex["inputs"]]
+             for ex in seqio.get_mixture_or_task(fit).get_dataset(
+                 {"inputs": limit, "targets": 48}, split="test", shuffle=False
+             ).as_numpy_iterator()}
+  rows, _ = load_rows(fit, "test")
+  over = [r for r, n in zip(full, lengths) if n > limit]
+  assert over and len(rows) == len(full)
+  for row in rows:
+    assert row.tokens.tolist() == trained[row.id]
+    assert len(trained[row.id]) <= limit and trained[row.id][-1] == 1
+  examples = {ex.id: ex for ex in read_examples(root / "examples" / "test.jsonl")}
+  for r in over:
+    row = next(x for x in rows if x.id == r["id"])
+    ex = examples[r["id"]]
+    head = f"{prompts.question_block(ex.question, ex.choices)} Knowledge:"
+    assert row.inputs.startswith(head) and row.inputs.endswith(" Explanation:")
+    # What remains of the passages is their beginning, in order.
+    kept = row.inputs[len(head):-len(" Explanation:")].strip()
+    assert r["inputs"][len(head):].strip().startswith(kept)
+    # Unfitted, SeqIO's trimming would have cut the cue off the training input.
+    cut = v.decode(v.encode(r["inputs"])[:limit - 1])
+    assert not cut.endswith("Explanation:")
+  # Inputs that fit are unchanged.
+  fitted = {x.id: x.inputs for x in rows}
+  assert all(fitted[r["id"]] == r["inputs"] for r, n in zip(full, lengths) if n <= limit)
+
+
+def test_an_input_whose_question_alone_is_too_long_is_an_error_naming_it(bench):
+  root, _ = bench
+  with pytest.raises(InputError, match=r"test\.jsonl: example .* raise "
+                     r"TASK_FEATURE_LENGTHS\['inputs'\]"):
+    records.build_rows(records.TASKS["answer_only"], root, "test", max_input_length=8,
+                       count_tokens=lambda text: len(text.split()))
+
+
+def test_a_training_row_without_its_own_rationale_passages_is_an_error(bench, tmp_path):
+  """No fallback to another key: a (example, sample) absent from the retrieval file fails."""
+  import shutil
+
+  root, _ = bench
+  copy = tmp_path / "synthetic"
+  shutil.copytree(root, copy)
+  path = copy / "retrieval" / "rationale_train.jsonl"
+  lines = jsonl.read_jsonl(path)
+  dropped, sample = lines[0]["id"], lines[0]["sample"]
+  for line in lines:  # what older files held: one question-keyed entry per example
+    if line["id"] == dropped:
+      line["sample"] = None
+  jsonl.write_jsonl(path, lines)
+  with pytest.raises(InputError, match=rf"rationale_train\.jsonl: no passages for example "
+                     rf"'{dropped}' rationale sample {sample}"):
+    records.build_rows(records.TASKS["kard_bm25"], copy, "train", num_passages=K)

@@ -6,7 +6,8 @@
 
 `prepare` writes DATA/<benchmark>/examples/{train,validation,test}.jsonl (and, with --rationales,
 rationales/train.jsonl: the KARD-filtered rationales of the train split only). StrategyQA's
-validation and test are the same seeded 10% of its labelled file (see kard_jax.data.splits).
+test and validation are two disjoint seeded 10% slices of its labelled file (see
+kard_jax.data.splits).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   p.add_argument("--max_rationales", type=flags.positive_int, default=None,
                  help="keep at most this many gold-matching rationales per question (default all)")
   p.add_argument("--holdout_fraction", type=flags.fraction, default=splits.HOLDOUT_FRACTION,
-                 help="share of the train file held out where there is no validation file")
+                 help="share of the train file held out for each split without a file "
+                 "(StrategyQA: test and validation)")
   p.add_argument("--seed", type=int, default=splits.HOLDOUT_SEED, help="hold-out split seed")
 
   synthetic = _synthetic_module()
