@@ -4,6 +4,7 @@
   passages.py        the Passage, kb/passages.jsonl, random access to an index's passages
   tokenizer.py       bm25s-compatible tokenisation, parallel over chunks
   bm25_index.py      build_index / load_index / BM25Index (bm25s's on-disk format + manifest)
+  sharded_index.py   an index in shards with corpus-wide statistics: the same top-k, less memory
   scoring.py         batched multi-threaded top-k and exact candidate re-scoring
   retrieve.py        question-as-query candidates and rationale-as-query passages
   rescore.py         BM25(rationale, candidate): the reranker's training target

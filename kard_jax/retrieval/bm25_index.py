@@ -77,16 +77,19 @@ def _versions() -> dict[str, str]:
 
 
 def _encoded_chunks(passages: Iterable[Passage], writer: PassageWriter, encoder: ChunkEncoder,
-                    config: BM25Config, workers: int, chunk_size: int
-                    ) -> Iterator[EncodedChunk]:
-  """Writes passages as they stream by and yields their encoded chunks, in order."""
+                    config: BM25Config, workers: int, chunk_size: int,
+                    boundary: int | None = None) -> Iterator[EncodedChunk]:
+  """Writes passages as they stream by and yields their encoded chunks, in order (a chunk also
+  ends at every multiple of `boundary` passages: no chunk straddles two shards)."""
 
   def texts() -> Iterator[list[str]]:
     batch = []
+    count = 0
     for p in passages:
       writer.add(p)
       batch.append(p.index_text(config.index_title))
-      if len(batch) == chunk_size:
+      count += 1
+      if len(batch) == chunk_size or (boundary and count % boundary == 0):
         yield batch
         batch = []
     if batch:
@@ -124,26 +127,49 @@ class _Triples:
   tf: np.ndarray  # uint16 (int32 for a chunk with a count above 65535)
 
 
+def lucene_idf(df: np.ndarray, n: int) -> np.ndarray:
+  """bm25s's lucene idf per term (float32 values held in float64), from document frequencies."""
+  # math.log, as bm25s computes idf, so every value matches to the last bit.
+  return np.fromiter((math.log(1 + (n - d + 0.5) / (d + 0.5)) if d else 0.0 for d in df.tolist()),
+                     np.float64, len(df)).astype(np.float32).astype(np.float64)
+
+
+def average_length(lengths: np.ndarray) -> float:
+  """The mean passage length, computed as bm25s does (every index must agree to the bit)."""
+  return lengths.astype(np.int64).mean()
+
+
 def _lucene_scores(chunks: list[_Triples], lengths: np.ndarray, df: np.ndarray, k1: float,
                    b: float) -> dict[str, np.ndarray]:
-  """bm25s's lucene CSC arrays, with its float64-then-float32 arithmetic.
+  """bm25s's lucene CSC arrays, with its float64-then-float32 arithmetic."""
+  def drain() -> Iterator[_Triples]:  # frees each chunk once placed
+    chunks.reverse()
+    while chunks:
+      yield chunks.pop()
+
+  return scatter_scores(drain(), lengths, df, lucene_idf(df, len(lengths)),
+                        average_length(lengths), k1, b)
+
+
+def scatter_scores(chunks: Iterable[_Triples], lengths: np.ndarray, df: np.ndarray, idf: np.ndarray,
+                   avgdl: float, k1: float, b: float, first: int = 0) -> dict[str, np.ndarray]:
+  """The CSC arrays of passages `first` .. `first + len(lengths) - 1` (`chunks`, consumed one at
+  a time, number passages globally; `df` counts postings among these passages only), scored with
+  the given (possibly corpus-wide) `idf` and `avgdl`.
 
   Each chunk is scattered straight into its place in the final arrays (a counting sort by term
   that keeps passages ascending within a term), so memory stays near the size of the result.
   """
   n, num_terms = len(lengths), len(df)
-  avgdl = lengths.astype(np.int64).mean()
-  # math.log, as bm25s computes idf, so every value matches to the last bit.
-  idf = np.fromiter((math.log(1 + (n - d + 0.5) / (d + 0.5)) if d else 0.0 for d in df.tolist()),
-                    np.float64, num_terms).astype(np.float32).astype(np.float64)
   norm = k1 * ((1 - b) + (b * lengths.astype(np.int64)) / avgdl)  # per passage, float64
   indptr = np.zeros(num_terms + 1, np.int64)
   np.cumsum(df, out=indptr[1:])
   fill = indptr[:-1].copy()  # next free slot of each term
   indices = np.empty(int(indptr[-1]), np.int32)
   data = np.empty(int(indptr[-1]), np.float32)
-  for i, c in enumerate(chunks):
-    doc = np.repeat(np.arange(c.first, c.first + len(c.nnz), dtype=np.int32), c.nnz)
+  for c in chunks:
+    doc = np.repeat(np.arange(c.first - first, c.first - first + len(c.nnz), dtype=np.int32),
+                    c.nnz)
     order = np.argsort(c.term, kind="stable")
     term = c.term[order]
     rank = np.arange(len(term)) - np.searchsorted(term, term, side="left")
@@ -154,7 +180,6 @@ def _lucene_scores(chunks: list[_Triples], lengths: np.ndarray, df: np.ndarray, 
     data[dest] = idf[term] * (f / (norm[doc] + f))
     uniq, counts = np.unique(term, return_counts=True)
     fill[uniq] += counts
-    chunks[i] = None  # free each chunk once placed
   return {"data": data, "indices": indices, "indptr": indptr, "num_docs": n}
 
 
@@ -223,7 +248,7 @@ def build_index(passages: Iterable[Passage], out_dir, config: BM25Config = BM25C
         "versions": _versions(), "created": datetime.datetime.now(datetime.timezone.utc)
         .isoformat(timespec="seconds"), "source": source, "num_passages": n,
         "vocab_size": len(tokenizer.vocab), "nnz": int(len(scores["data"])),
-        "avg_doc_len": float(length.astype(np.int64).mean()), "corpus_sha256": corpus_sha,
+        "avg_doc_len": float(average_length(length)), "corpus_sha256": corpus_sha,
         "files": files}
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
       json.dump(manifest, f, indent=1)
@@ -263,6 +288,10 @@ def load_index(path, *, expect: BM25Config | None = None, mmap: bool = True,
   if not os.path.isfile(manifest_path):
     raise InputError(path, "not a BM25 index (no manifest.json); build one with "
                      "`kard retrieval build`")
+  from kard_jax.retrieval import sharded_index  # pylint: disable=import-outside-toplevel
+
+  if sharded_index.is_sharded(path):
+    return sharded_index.load_sharded_index(path, expect=expect, verify=verify)
   try:
     with open(manifest_path, encoding="utf-8") as f:
       manifest = json.load(f)

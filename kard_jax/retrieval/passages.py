@@ -79,8 +79,9 @@ class PassageWriter:
   Rejects a repeated passage id: positions and ids must be one-to-one for retrieval files.
   """
 
-  def __init__(self, directory: str, source: str = "<passages>"):
+  def __init__(self, directory: str, source: str = "<passages>", also_hash=None):
     self.directory = directory
+    self._also_hash = also_hash  # a hashlib object fed the same bytes (a sharded corpus's)
     self.source = source
     self._f = open(os.path.join(directory, PASSAGES_FILE), "wb")
     self._offsets = [0]
@@ -98,6 +99,8 @@ class PassageWriter:
             f'"text": {enc(passage.text)}}}\n').encode("utf-8")
     self._f.write(line)
     self._sha.update(line)
+    if self._also_hash is not None:
+      self._also_hash.update(line)
     self._offsets.append(self._offsets[-1] + len(line))
 
   def __len__(self) -> int:

@@ -42,39 +42,110 @@ def standard_logical_axis_rules() -> list[tuple[str, str | None]]:
   ]
 
 
+# Environment variables read when a DistributedConfig field is unset (the first one set wins).
+COORDINATOR_ENV = ("JAX_COORDINATOR_ADDRESS", "KARD_COORDINATOR")
+NUM_PROCESSES_ENV = ("JAX_NUM_PROCESSES", "KARD_NUM_PROCESSES")
+PROCESS_ID_ENV = ("JAX_PROCESS_ID", "KARD_PROCESS_ID")
+
+
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-process settings: `jax.distributed.initialize` runs when `num_processes` > 1 or
-  `auto_detect` is set (Cloud TPU pods, SLURM and other clusters JAX recognises).
+  `auto_detect` is set (Cloud TPU pods, SLURM and other clusters JAX recognises: it is then called
+  with no coordinates, as JAX documents for them).
 
-  Unset fields come from the environment (KARD_COORDINATOR, KARD_NUM_PROCESSES, KARD_PROCESS_ID)
-  or, left None, from JAX's cluster detection.
+  Unset fields come from the environment (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+  JAX_PROCESS_ID; the older KARD_COORDINATOR, KARD_NUM_PROCESSES, KARD_PROCESS_ID too).
+
+  `heartbeat_timeout_s` bounds how long the survivors wait when a process dies: the coordination
+  service then stops every process with "the JAX distributed service detected fatal errors"
+  instead of leaving them blocked in a collective. `initialization_timeout_s` bounds the wait for
+  all processes to join.
   """
   coordinator_address: str | None = None
   num_processes: int | None = None
   process_id: int | None = None
   auto_detect: bool = False
+  heartbeat_timeout_s: int = 100
+  initialization_timeout_s: int = 300
+  shutdown_timeout_s: int = 60
+
+
+def _env_first(names: Sequence[str]) -> tuple[str, str] | None:
+  for name in names:
+    value = os.environ.get(name)
+    if value not in (None, ""):
+      return name, value
+  return None
+
+
+def _env_int(names: Sequence[str]) -> int | None:
+  hit = _env_first(names)
+  if hit is None:
+    return None
+  name, value = hit
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def resolve_distributed(config: DistributedConfig | None = None) -> DistributedConfig | None:
+  """`config` with unset fields filled from the environment; None for a single-process run.
+
+  Raises ValueError for incomplete or inconsistent settings (naming what is missing).
+  """
+  config = config or DistributedConfig()
+  num = config.num_processes if config.num_processes is not None else _env_int(NUM_PROCESSES_ENV)
+  if not config.auto_detect and (num is None or num <= 1):
+    if num is not None and num < 1:
+      raise ValueError(f"the number of processes must be >= 1, got {num}")
+    return None
+  pid = config.process_id if config.process_id is not None else _env_int(PROCESS_ID_ENV)
+  address = config.coordinator_address
+  if address is None:
+    hit = _env_first(COORDINATOR_ENV)
+    address = hit[1] if hit else None
+  if not config.auto_detect:
+    missing = [name for name, value in (("coordinator address", address), ("process id", pid))
+               if value is None]
+    if missing:
+      raise ValueError(f"{num} processes requested but no {' and no '.join(missing)} given "
+                       f"(flags --coordinator_address/--process_id or the environment variables "
+                       f"{COORDINATOR_ENV[0]}/{PROCESS_ID_ENV[0]})")
+    if not 0 <= pid < num:
+      raise ValueError(f"process id {pid} is outside [0, {num})")
+    if ":" not in address:
+      raise ValueError(f"coordinator address {address!r} must be HOST:PORT")
+  for name in ("heartbeat_timeout_s", "initialization_timeout_s", "shutdown_timeout_s"):
+    if int(getattr(config, name)) <= 0:
+      raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+  return dataclasses.replace(config, coordinator_address=address, num_processes=num,
+                             process_id=pid)
 
 
 _DISTRIBUTED_READY = False
 
 
-def maybe_initialize_distributed(config: DistributedConfig | None = None) -> None:
-  """Joins the process group once, before anything else touches the JAX backend."""
+def maybe_initialize_distributed(config: DistributedConfig | None = None) -> bool:
+  """Joins the process group once, before anything else touches the JAX backend.
+
+  Returns whether this process is (now) one of several. A second call is a no-op.
+  """
   global _DISTRIBUTED_READY
-  config = config or DistributedConfig()
-  env = os.environ
-  num = config.num_processes
-  if num is None and "KARD_NUM_PROCESSES" in env:
-    num = int(env["KARD_NUM_PROCESSES"])
-  if _DISTRIBUTED_READY or not (config.auto_detect or (num is not None and num > 1)):
-    return
-  pid = config.process_id
-  if pid is None and "KARD_PROCESS_ID" in env:
-    pid = int(env["KARD_PROCESS_ID"])
-  jax.distributed.initialize(coordinator_address=config.coordinator_address or
-                             env.get("KARD_COORDINATOR"), num_processes=num, process_id=pid)
+  if _DISTRIBUTED_READY:
+    return True
+  resolved = resolve_distributed(config)
+  if resolved is None:
+    return False
+  jax.distributed.initialize(
+      coordinator_address=resolved.coordinator_address, num_processes=resolved.num_processes,
+      process_id=resolved.process_id,
+      initialization_timeout=int(resolved.initialization_timeout_s),
+      heartbeat_timeout_seconds=int(resolved.heartbeat_timeout_s),
+      shutdown_timeout_seconds=int(resolved.shutdown_timeout_s))
   _DISTRIBUTED_READY = True
+  return True
 
 
 def resolve_mesh_shape(mesh_shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
@@ -113,9 +184,32 @@ def create_mesh(mesh_shape: Sequence[int] = (-1, 1),
   return Mesh(grid, MESH_AXES)
 
 
-def host_shard_info() -> seqio.ShardInfo:
-  """The slice of the input this process reads: one shard per host."""
-  return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
+def host_shard_info(mesh: Mesh | None = None) -> seqio.ShardInfo:
+  """The slice of the input this process reads.
+
+  Without a mesh: one shard per process. With one, processes whose devices hold the same rows of
+  the batch (the same positions along `data`) read the same shard: a model axis spanning two hosts
+  makes them share one, so the global batch is what a single process would have assembled.
+  """
+  if mesh is None or jax.process_count() == 1:
+    return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
+  owners = np.vectorize(lambda d: d.process_index, otypes=[int])(mesh.devices)
+  return shard_of_process(owners, mesh.axis_names.index("data"), jax.process_index())
+
+
+def shard_of_process(owners: np.ndarray, data_axis: int, process: int) -> seqio.ShardInfo:
+  """The input shard of `process`, given the process owning each mesh position (`owners`)."""
+  rows: dict[int, set[int]] = {}
+  for index, owner in np.ndenumerate(owners):
+    rows.setdefault(int(owner), set()).add(index[data_axis])
+  groups = sorted({tuple(sorted(r)) for r in rows.values()})
+  flat = [i for g in groups for i in g]
+  if len(flat) != len(set(flat)) or len({len(g) for g in groups}) != 1:
+    raise ValueError(f"mesh of shape {owners.shape}: processes hold overlapping or unequal sets "
+                     f"of batch rows {groups}; choose a mesh whose data axis splits evenly over "
+                     f"the hosts")
+  return seqio.ShardInfo(index=groups.index(tuple(sorted(rows[process]))),
+                         num_shards=len(groups))
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:

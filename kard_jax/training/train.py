@@ -67,12 +67,15 @@ def train(*,
       checkpoint directory (converted pretrained weights) or another run's model_dir.
     random_seed: seeds parameters, dropout and the data order.
     log_period: steps between summaries (and between checks for a non-finite loss).
-    distributed: multi-process settings (`jax.distributed.initialize` when several processes).
+    distributed: multi-process settings (`jax.distributed.initialize` when several processes;
+      unset fields come from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID). Each
+      process then reads its own shard of the input, every process takes part in each checkpoint
+      save and restore, and only process 0 writes summaries, config.gin and model_config.json.
   """
   partitioning.maybe_initialize_distributed(distributed)
   rules = list(logical_axis_rules or partitioning.standard_logical_axis_rules())
   mesh = partitioning.create_mesh(mesh_shape)
-  shard_info = partitioning.host_shard_info()
+  shard_info = partitioning.host_shard_info(mesh)
   seed = int(random_seed)
   log.info("mesh %s over %d devices, host %d of %d", dict(mesh.shape), mesh.size,
            shard_info.index, shard_info.num_shards)

@@ -56,6 +56,9 @@ def _build_options(p: argparse.ArgumentParser) -> None:
                  help="tokenising processes (default: one per CPU; 0: in this process)")
   p.add_argument("--chunk_size", type=flags.positive_int, default=20_000,
                  help="passages per tokenised chunk")
+  p.add_argument("--shard_size", type=flags.positive_int, default=None,
+                 help="split the index into shards of this many passages, scored with corpus-wide "
+                 "statistics (identical results; memory: one shard's matrix). Default: one index")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,8 +192,15 @@ def _build(args, out_dir):
   config = _bm25_config(args)
   passages = ingest.iter_kb(args.kb, args.format, _ingest_config(args), stats)
   with _tee(passages, getattr(args, "passages_out", None)) as stream:
-    index = bm25_index.build_index(stream, out_dir, config, workers=_workers(args),
-                                   chunk_size=args.chunk_size, source=",".join(args.kb))
+    if args.shard_size is not None:
+      from kard_jax.retrieval import sharded_index
+
+      index = sharded_index.build_sharded_index(
+          stream, out_dir, config, shard_size=args.shard_size, workers=_workers(args),
+          chunk_size=args.chunk_size, source=",".join(args.kb))
+    else:
+      index = bm25_index.build_index(stream, out_dir, config, workers=_workers(args),
+                                     chunk_size=args.chunk_size, source=",".join(args.kb))
   return index, stats
 
 
@@ -206,7 +216,8 @@ def _run_build(args) -> int:
   index, stats = _build(args, args.out)
   m = index.manifest
   print(json.dumps({"index": args.out, **stats.to_json(), "vocab_size": m["vocab_size"],
-                    "avg_doc_len": round(m["avg_doc_len"], 2), "settings": m["settings"]}))
+                    "avg_doc_len": round(m["avg_doc_len"], 2),
+                    "num_shards": m.get("num_shards", 1), "settings": m["settings"]}))
   return 0
 
 
