@@ -339,6 +339,10 @@ def retrieval(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
     idx = bm25_index.load_index(bench.files["index"])
     try:
       rationales = read_rationales(bench.files["rationales/train.jsonl"])
+      if config.rationale_query == "question+rationale":  # the question's words join the query
+        questions = {ex.id: ex.question for ex in read_examples(bench.files["examples/train.jsonl"])}
+        rationales = [dataclasses.replace(r, rationale=f"{questions.get(r.id, '')} {r.rationale}")
+                      for r in rationales]
       records = retrieve.retrieve_rationales(idx, rationales, k=config.rationale_k)
       counts = {"rationale_train": retrieval_file.write_retrieval_file(
           os.path.join(out, "retrieval", "rationale_train.jsonl"), records)}
@@ -354,7 +358,9 @@ def retrieval(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
   art = store.run(bench.stage("retrieval"), make,
                   inputs={k: bench.artifacts[k] for k in ("data", "teacher", "index")},
                   config={"rationale_k": config.rationale_k, "candidates": config.num_candidates,
-                          "splits": eval_splits})
+                          "splits": eval_splits,
+                          **({"rationale_query": config.rationale_query}
+                             if config.rationale_query != "rationale" else {})})
   bench.publish(art, {f"retrieval/{n}": f"retrieval/{n}" for n in
                       ["rationale_train.jsonl"] + [f"question_{s}.jsonl" for s in eval_splits]})
   bench.artifacts["retrieval"] = art

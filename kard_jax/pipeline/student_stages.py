@@ -105,13 +105,14 @@ def _reads(method: methods_lib.Method) -> tuple[str, ...]:
 
 
 def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
-          vocab_size: int) -> Artifact:
-  """The trained student of `method_key` (or of the method it shares its student with)."""
+          vocab_size: int, seed: int = 0) -> Artifact:
+  """The trained student of `method_key` (or of the method it shares its student with), from
+  training seed `seed` (gin RANDOM_SEED: initialisation and data order)."""
   owner = methods_lib.get(methods_lib.training_owner(method_key))
   gin_file = method_gin(config, owner.key)
   inputs = {k: bench.need(k) for k in _reads(owner)}
   inputs.update(gin_inputs(store, gin_file))
-  bindings = [f"VOCAB_SIZE={vocab_size}"] + list(config.train_bindings)
+  bindings = [f"VOCAB_SIZE={vocab_size}", f"RANDOM_SEED={seed}"] + list(config.train_bindings)
   settings = {"bindings": bindings, "num_passages": config.num_passages,
               "max_rationales": config.max_rationales, "extra_ids": config.vocab_extra_ids}
   if owner.key == "multitask":
@@ -126,13 +127,14 @@ def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
                 + [f"--gin.{b}" for b in bindings])
     return {"method": owner.key}
 
-  art = store.run(bench.stage("train", owner.key), make, inputs=inputs, config=settings)
-  bench.artifacts[f"train/{owner.key}"] = art
+  art = store.run(bench.stage("train", owner.key, f"s{seed}"), make, inputs=inputs,
+                  config=settings)
+  bench.artifacts[f"train/{owner.key}/s{seed}"] = art
   return art
 
 
 def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
-                      stage1_eval: Artifact) -> Artifact:
+                      stage1_eval: Artifact, seed: int = 0) -> Artifact:
   """rationales/scicot_{split}.jsonl: Sci-CoT stage 1's generated rationales, as Rationales."""
   from kard_jax.data.rationale import Rationale, write_rationales  # pylint: disable=import-outside-toplevel
 
@@ -147,7 +149,8 @@ def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
     write_rationales(os.path.join(out, "rationales", f"scicot_{split}.jsonl"), rows)
     return {"rationales": len(rows)}
 
-  art = store.run(bench.stage("scicot_rationales"), make, inputs={"stage1": stage1_eval},
+  art = store.run(bench.stage("scicot_rationales", f"s{seed}"), make,
+                  inputs={"stage1": stage1_eval},
                   config={"split": split})
   bench.publish(art, {f"rationales/scicot_{split}.jsonl": f"rationales/scicot_{split}.jsonl"})
   bench.artifacts["scicot_rationales"] = art
@@ -155,7 +158,7 @@ def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
 
 
 def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods_lib.Method,
-             decoding: Decoding, trained: Artifact) -> Artifact:
+             decoding: Decoding, trained: Artifact, seed: int = 0) -> Artifact:
   """predictions.jsonl + metrics.json of `method`'s student on the evaluation split."""
   from kard_jax.decoding import evaluate as eval_lib  # pylint: disable=import-outside-toplevel
 
@@ -178,7 +181,7 @@ def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods
     return {k: metrics[k] for k in ("accuracy", "num_examples", "answer_parse_rate")}
 
   stage = bench.stage("eval", method.key if not decoding.sampled else
-                      f"{method.key}_sc{decode.num_decodes}")
+                      f"{method.key}_sc{decode.num_decodes}", f"s{seed}")
   return store.run(stage, make, inputs=inputs, config=settings)
 
 

@@ -82,7 +82,8 @@ def mini_config(results_dir: str, bert_dir: str) -> config_lib.PipelineConfig:
                          "CandidateConfig.rationale_top=4", "CandidateConfig.question_top=4"),
       methods=config_lib.DEFAULT_METHODS, train_bindings=tuple(TINY_STUDENT),
       self_consistency=2, max_decode_length=24, eval_batch_size=16,
-      sweep_entities=(16,), sweep_methods=("kard_bm25",), results_dir=results_dir)
+      sweep_entities=(16,), sweep_methods=("kard_bm25",), results_dir=results_dir,
+      seeds=(0, 1), seed_methods=("answer_only",))
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def test_benchmark_outputs_are_well_formed(first_run):
 def test_accuracy_equals_a_recount_of_the_predictions(first_run):
   root, _, outcome = first_run
   evals = sorted(set(_stage_dirs(outcome, "eval")))
-  assert len(evals) == 10  # 6 students, 3 with self-consistency, 1 in the sweep
+  assert len(evals) == 11  # 6 students, 3 with self-consistency, 1 in the sweep, 1 more seed
   for d in evals:
     metrics = json.loads(open(os.path.join(d, "metrics.json")).read())
     lines = [obj for _, obj in iter_jsonl(os.path.join(d, "predictions.jsonl"))]
@@ -190,3 +191,28 @@ def test_second_run_reuses_every_stage(first_run):
   changed = runner.run(dataclasses.replace(config, eval_seed=1), str(root / "work"), write=False)
   ran = {r["stage"] for r in changed.stages if r["status"] == "ran"}
   assert ran and all("_sc" in s for s in ran)
+
+
+def test_seeds_train_separate_students_and_rows_aggregate_them(first_run):
+  """answer_only trains with seeds 0 and 1 (its row: their mean and t-interval, both seeds'
+  numbers kept); every other method with seed 0 only (its row: Wilson's interval)."""
+  from kard_jax.report import intervals
+  root, config, outcome = first_run
+  trained = [r for r in outcome.stages if "/train/answer_only/" in r["stage"]]
+  assert sorted(r["stage"].rsplit("/", 1)[1] for r in trained) == ["s0", "s1"]
+  assert len({r["dir"] for r in trained}) == 2
+  for row in outcome.results["rows"]:
+    seeds = [s["seed"] for s in row["seeds"]]
+    if row["method"] == "teacher":
+      continue
+    assert seeds == ([0, 1] if row["method"] == "answer_only" else [0])
+    for g, mean in row["accuracy"].items():
+      values = [s["accuracy"][g] for s in row["seeds"]]
+      assert mean == pytest.approx(sum(values) / len(values))
+      if len(values) > 1:
+        assert row["interval"][g] == pytest.approx(intervals.t_interval(values), abs=0.01)
+      else:
+        assert row["interval"][g] == row["seeds"][0]["wilson"][g]
+  saved = json.loads((root / "results" / "synthetic.json").read_text())
+  from kard_jax.report import stamp
+  assert stamp.missing_stamp_fields(saved) == []
