@@ -339,9 +339,10 @@ def retrieval(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
     idx = bm25_index.load_index(bench.files["index"])
     try:
       rationales = read_rationales(bench.files["rationales/train.jsonl"])
-      if config.rationale_query == "question+rationale":  # the question's words join the query
+      if config.rationale_query != "rationale":  # the question joins or replaces the query
         questions = {ex.id: ex.question for ex in read_examples(bench.files["examples/train.jsonl"])}
-        rationales = [dataclasses.replace(r, rationale=f"{questions.get(r.id, '')} {r.rationale}")
+        rationales = [dataclasses.replace(r, rationale=questions.get(r.id, "") + (
+            f" {r.rationale}" if config.rationale_query == "question+rationale" else ""))
                       for r in rationales]
       records = retrieve.retrieve_rationales(idx, rationales, k=config.rationale_k)
       counts = {"rationale_train": retrieval_file.write_retrieval_file(

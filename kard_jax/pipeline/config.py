@@ -63,8 +63,9 @@ class PipelineConfig:
   bm25_b: float = 0.4
   num_candidates: int = 100  # question-BM25 candidates per evaluation question (reranker input)
   rationale_k: int = 10  # passages retrieved per training rationale
-  # KARD's training query: "rationale" (the paper's), or "question+rationale" (for rationales
-  # that do not name their subject, e.g. the synthetic teacher's rationale_subject='pronoun').
+  # KARD's training query: "rationale" (the paper's), "question+rationale" or "question" (for
+  # rationales that do not name their subject, e.g. the synthetic teacher's
+  # rationale_subject='pronoun', whose fact words name cities shared by many entities).
   rationale_query: str = "rationale"
   num_passages: int = 3  # passages a KARD student reads (top-k)
   reranker_gin: str | None = None  # default gin_dir/reranker.gin
@@ -104,9 +105,9 @@ class PipelineConfig:
     for m in (self.methods + self.sweep_methods + self.self_consistency_methods
               + (self.seed_methods or ())):
       methods_lib.get(m)
-    if self.rationale_query not in ("rationale", "question+rationale"):
-      raise ValueError(f"rationale_query must be 'rationale' or 'question+rationale', got "
-                       f"{self.rationale_query!r}")
+    if self.rationale_query not in ("rationale", "question+rationale", "question"):
+      raise ValueError("rationale_query must be 'rationale', 'question+rationale' or "
+                       f"'question', got {self.rationale_query!r}")
     if not self.seeds or len(set(self.seeds)) != len(self.seeds):
       raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
     if self.benchmark == "synthetic" and self.source is not None:

@@ -66,3 +66,12 @@ def test_the_table_carries_the_sentences_and_intervals():
   assert "40.0 [35.0, 45.0]" in md
   for sentence in claims.sentences(_results(rows)):
     assert f"- {sentence}" in md
+
+
+def test_targets_are_reported_with_their_shortfall():
+  rows = [_row("kard_bm25", "KARD (BM25)", 52.5, 45.0, 60.0)]
+  text = claims.sentences(_results(rows))
+  assert any("Target KARD (BM25) unseen accuracy >= 60%: not reached, 7.5 points short" in s
+             for s in text)
+  rows = [_row("kard_bm25", "KARD (BM25)", 61.0, 55.0, 67.0)]
+  assert any("unseen accuracy >= 60%: reached" in s for s in claims.sentences(_results(rows)))
