@@ -136,7 +136,10 @@ def markdown(results: dict[str, Any]) -> str:
   if timing.get("total_seconds") is not None:
     load = stamp.get("load_avg_1m_during") or {}
     lines += ["", f"Wall time: {timing['total_seconds']:.0f} s"
-              + (f" ({timing['note']})" if timing.get("note") else "")
+              + (f" ({timing['note']}"
+                 + (f", which took {timing['reused_stage_seconds']:.0f} s when they ran"
+                    if timing.get("reused_stage_seconds") is not None else "") + ")"
+                 if timing.get("note") else "")
               + (f"; 1-minute load average during the run: mean {load['mean']:.1f}, max "
                  f"{load['max']:.1f}, on {stamp.get('device', {}).get('cpu', {}).get('logical_cores')}"
                  " logical cores" if load else "") + "."]

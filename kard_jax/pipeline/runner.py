@@ -170,6 +170,7 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
   measurement = stamp_lib.Measurement(packages=("jax", "jaxlib", "flax", "optax", "numpy"),
                                       argv=shlex.split(command))
   measurement.__enter__()
+  commit, dirty = stamp_lib.git_state()  # the code that runs, not the tree when it finished
   load_samples: list[float] = []
   sampler = _LoadSampler(load_samples)
   start = time.time()
@@ -230,6 +231,8 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
   earlier = {r["dir"] for r in store.records if r["status"] == "reused"} - ran_here
   if earlier:  # the wall time then leaves out what those stages took
     out["timing"]["note"] = f"{len(earlier)} stages reused from earlier runs"
+    out["timing"]["reused_stage_seconds"] = round(sum(
+        r["seconds"] for r in store.records if r["status"] == "reused" and r["dir"] in earlier), 1)
   if sweep_rows:
     out["sweep"] = {"x": "num_entities",
                     "groups": ["unseen", "seen"] if group_field else ["all"],
@@ -245,7 +248,7 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
     _log(f"{len(store.skipped)} stages were not run (see --only); no report written")
   elif write:
     measurement.__exit__(None, None, None)
-    stamp = measurement.stamp(load_avg_1m_during={
+    stamp = measurement.stamp(commit=commit, dirty=dirty, load_avg_1m_during={
         "samples": len(load_samples), "mean": round(sum(load_samples) / len(load_samples), 2),
         "max": max(load_samples)} if load_samples else None)
     paths = report.write_report(out, config.results_dir, config.name, with_plot=config.plot,
