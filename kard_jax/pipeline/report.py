@@ -63,7 +63,11 @@ def markdown(results: dict[str, Any]) -> str:
   rows = results.get("rows", [])
   groups = _groups(rows)
   split = results.get("split", "test")
-  lines = [f"## {results.get('benchmark', '?')}: accuracy (%) on the {split} split", ""]
+  config = results.get("config") or {}
+  title = config.get("results_name") or results.get("benchmark", "?")
+  world = (config.get("synthetic") or {}).get("num_entities")
+  lines = [f"## {title}: accuracy (%) on the {split} split"
+           + (f" ({world} entities)" if world else ""), ""]
   if any(r.get("interval") for r in rows):
     lines += [_INTERVAL_NOTE, ""]
   header = (["method", "decoding", "seeds"] + [f"{g} (n={_count(rows, g)})" for g in groups]
