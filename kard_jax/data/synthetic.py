@@ -100,6 +100,15 @@ class SyntheticConfig:
   num_validation: int = 100
   num_test: int = 200
   seen_share: float = 0.25  # share of evaluation questions about training subjects
+  # What a "seen" evaluation question asks: "new" (a relation of a training subject that no
+  # training question asked: recalling a fact stated in training rationales), or "asked" (a
+  # training question again, re-worded and with new distractors: plain memorisation, the
+  # regime where fine-tuning works while its knowledge fits in its weights).
+  seen_questions: str = "new"
+  # How the teacher's rationale names the question's subject: "name" (its full name: "Tovarin
+  # Kessel was born in Daake. ...") or "pronoun" ("He was born in Daake. ...": shorter
+  # rationales whose facts are the same; a student then need not spell a rare name back).
+  rationale_subject: str = "name"
   rationales_per_question: int = 3
   num_choices: int = 4
   # How rationales and answer targets name the answer: "label" ("So, the answer is C.", as KARD's
@@ -115,6 +124,11 @@ class SyntheticConfig:
     for name in ("company_share", "distractor_difficulty", "unseen_share", "seen_share"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+    if self.seen_questions not in ("new", "asked"):
+      raise ValueError(f"seen_questions must be 'new' or 'asked', got {self.seen_questions!r}")
+    if self.rationale_subject not in ("name", "pronoun"):
+      raise ValueError(f"rationale_subject must be 'name' or 'pronoun', got "
+                       f"{self.rationale_subject!r}")
     if self.answer_format not in ("label", "text"):
       raise ValueError(f"answer_format must be 'label' or 'text', got {self.answer_format!r}")
     if self.num_choices < 2 or self.num_choices > 26:
@@ -233,11 +247,19 @@ def _choices(rng: random.Random, world: World, namesakes: _Namesakes, q: _Questi
   return tuple(Choice(l, v) for l, v in zip(labels, picked)), labels[position]
 
 
-def _rationales(rng: random.Random, world: World, q: _Question, answer: str, n: int) -> list[str]:
+def _subject_pronoun(world: World, q: _Question) -> str:
+  if q.subject_kind == "person":
+    return "She" if world.people[q.subject].female else "He"
+  return "It"
+
+
+def _rationales(rng: random.Random, world: World, q: _Question, answer: str, n: int,
+                subject: str = "name") -> list[str]:
   """Up to `n` distinct surface variants of the chain of facts, ending with the answer (its
-  label or its text)."""
+  label or its text); the subject named by its name or (subject="pronoun") a pronoun."""
   steps = _chain(world, q)
-  subjects = [_subject_name(world, q)] + [s[2] for s in steps[:-1]]
+  first = _subject_name(world, q) if subject == "name" else _subject_pronoun(world, q)
+  subjects = [first] + [s[2] for s in steps[:-1]]
   out: list[str] = []
   for _ in range(8 * n):
     sentences = []
@@ -320,9 +342,13 @@ def generate(config: SyntheticConfig) -> Benchmark:
   asked = set(train_qs)
   n_seen = {s: round(config.seen_share * n)
             for s, n in (("validation", config.num_validation), ("test", config.num_test))}
-  val_seen = _spread_questions(rng, train_subjects, n_seen["validation"], config.hops, asked)
-  test_seen = _spread_questions(rng, train_subjects, n_seen["test"], config.hops,
-                                asked | set(val_seen))
+  if config.seen_questions == "asked":
+    repeated = rng.sample(train_qs, min(len(train_qs), n_seen["validation"] + n_seen["test"]))
+    val_seen, test_seen = repeated[:n_seen["validation"]], repeated[n_seen["validation"]:]
+  else:
+    val_seen = _spread_questions(rng, train_subjects, n_seen["validation"], config.hops, asked)
+    test_seen = _spread_questions(rng, train_subjects, n_seen["test"], config.hops,
+                                  asked | set(val_seen))
   plan = {
       "train": [(q, "seen") for q in train_qs],
       "validation": [(q, "seen") for q in val_seen] + [(q, "unseen") for q in _spread_questions(
@@ -356,7 +382,8 @@ def generate(config: SyntheticConfig) -> Benchmark:
       examples.append(example)
       if split == "train":
         for sample, text in enumerate(_rationales(rng, world, q, answer_phrase(example),
-                                                  config.rationales_per_question)):
+                                                  config.rationales_per_question,
+                                                  config.rationale_subject)):
           rationales.append(Rationale(example.id, sample, text, label, TEACHER,
                                       {"variants": config.rationales_per_question}))
     splits[split] = examples

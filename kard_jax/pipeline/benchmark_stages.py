@@ -330,7 +330,6 @@ def index(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
 def retrieval(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
   """retrieval/rationale_train.jsonl and retrieval/question_{validation,test}.jsonl."""
   from kard_jax.data.example import read_examples  # pylint: disable=import-outside-toplevel
-  from kard_jax.data.rationale import read_rationales  # pylint: disable=import-outside-toplevel
   from kard_jax.retrieval import bm25_index, retrieval_file, retrieve  # pylint: disable=import-outside-toplevel
 
   eval_splits = _eval_splits(config)
@@ -338,7 +337,7 @@ def retrieval(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
   def make(out):
     idx = bm25_index.load_index(bench.files["index"])
     try:
-      rationales = read_rationales(bench.files["rationales/train.jsonl"])
+      rationales = training_queries(bench, config)
       records = retrieve.retrieve_rationales(idx, rationales, k=config.rationale_k)
       counts = {"rationale_train": retrieval_file.write_retrieval_file(
           os.path.join(out, "retrieval", "rationale_train.jsonl"), records)}
@@ -354,7 +353,9 @@ def retrieval(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
   art = store.run(bench.stage("retrieval"), make,
                   inputs={k: bench.artifacts[k] for k in ("data", "teacher", "index")},
                   config={"rationale_k": config.rationale_k, "candidates": config.num_candidates,
-                          "splits": eval_splits})
+                          "splits": eval_splits,
+                          **({"rationale_query": config.rationale_query}
+                             if config.rationale_query != "rationale" else {})})
   bench.publish(art, {f"retrieval/{n}": f"retrieval/{n}" for n in
                       ["rationale_train.jsonl"] + [f"question_{s}.jsonl" for s in eval_splits]})
   bench.artifacts["retrieval"] = art
@@ -376,6 +377,8 @@ def reranker(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
     import gin  # pylint: disable=import-outside-toplevel
 
     ws = bench.workspace(out, ("examples", "kb", "rationales", "index"))
+    if config.rationale_query != "rationale":
+      _reranker_queries(bench, config, out, ws)
     model_dir = os.path.join(out, "model")
     # Passage encodings are cached by encoder and corpus fingerprints, so one cache serves every
     # run and variant (it is not part of this stage's content).
@@ -392,13 +395,43 @@ def reranker(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
     run_command(argv)
     return {"splits": eval_splits}
 
-  art = store.run(bench.stage("reranker"), make, inputs=inputs,
-                  config={"bindings": list(config.reranker_bindings),
-                          "candidates": config.num_candidates, "splits": eval_splits})
+  settings = {"bindings": list(config.reranker_bindings), "candidates": config.num_candidates,
+              "splits": eval_splits}
+  if config.rationale_query != "rationale":
+    settings["rationale_query"] = config.rationale_query
+  art = store.run(bench.stage("reranker"), make, inputs=inputs, config=settings)
   bench.publish(art, {f"retrieval/reranked_{s}.jsonl": f"data/retrieval/reranked_{s}.jsonl"
                       for s in eval_splits})
   bench.artifacts["reranker"] = art
   return art
+
+
+def training_queries(bench: Bench, config: PipelineConfig):
+  """The teacher's rationales as KARD's training queries (`config.rationale_query`): as they are,
+  or with their text replaced by the question, or by the question followed by the rationale."""
+  from kard_jax.data.example import read_examples  # pylint: disable=import-outside-toplevel
+  from kard_jax.data.rationale import read_rationales  # pylint: disable=import-outside-toplevel
+
+  rationales = read_rationales(bench.files["rationales/train.jsonl"])
+  if config.rationale_query == "rationale":
+    return rationales
+  questions = {ex.id: ex.question for ex in read_examples(bench.files["examples/train.jsonl"])}
+  return [dataclasses.replace(r, rationale=questions.get(r.id, "") + (
+      f" {r.rationale}" if config.rationale_query == "question+rationale" else ""))
+          for r in rationales]
+
+
+def _reranker_queries(bench: Bench, config: PipelineConfig, out: str, ws: str) -> None:
+  """The reranker imitates BM25 under the same query KARD's training passages came from
+  (`rationale_query`): its workspace's rationales are replaced by those queries."""
+  from kard_jax.data.rationale import write_rationales  # pylint: disable=import-outside-toplevel
+
+  rows = training_queries(bench, config)
+  path = os.path.join(out, "queries", "train.jsonl")
+  write_rationales(path, rows)
+  link = os.path.join(ws, "rationales", "train.jsonl")
+  os.remove(link)
+  os.symlink(os.path.abspath(path), link)
 
 
 def read_json(path: str) -> Any:

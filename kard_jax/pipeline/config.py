@@ -63,6 +63,10 @@ class PipelineConfig:
   bm25_b: float = 0.4
   num_candidates: int = 100  # question-BM25 candidates per evaluation question (reranker input)
   rationale_k: int = 10  # passages retrieved per training rationale
+  # KARD's training query: "rationale" (the paper's), "question+rationale" or "question" (for
+  # rationales that do not name their subject, e.g. the synthetic teacher's
+  # rationale_subject='pronoun', whose fact words name cities shared by many entities).
+  rationale_query: str = "rationale"
   num_passages: int = 3  # passages a KARD student reads (top-k)
   reranker_gin: str | None = None  # default gin_dir/reranker.gin
   reranker_bindings: tuple[str, ...] = ()
@@ -71,6 +75,12 @@ class PipelineConfig:
   gin_dir: str | None = None  # default gin_configs/<benchmark>
   train_bindings: tuple[str, ...] = ()  # extra gin bindings for every student
   multitask_rates: tuple[float, float] = (1.0, 1.0)  # (rationale, answer) mixing rates
+  # Training seeds (gin RANDOM_SEED: the student's initialisation and its data order; the
+  # benchmark, its knowledge base and rationales stay fixed). Each accuracy is the mean over
+  # seeds with a 95% interval. `seed_methods`: the methods trained with every seed (None: all);
+  # the others with the first seed only.
+  seeds: tuple[int, ...] = (0,)
+  seed_methods: tuple[str, ...] | None = None
   # --- evaluation.
   eval_split: str = "test"
   max_decode_length: int = 64  # new tokens per decode (a rationale and its answer)
@@ -92,14 +102,27 @@ class PipelineConfig:
       value = getattr(self, f.name)
       if isinstance(value, list):
         object.__setattr__(self, f.name, tuple(value))
-    for m in self.methods + self.sweep_methods + self.self_consistency_methods:
+    for m in (self.methods + self.sweep_methods + self.self_consistency_methods
+              + (self.seed_methods or ())):
       methods_lib.get(m)
+    if self.rationale_query not in ("rationale", "question+rationale", "question"):
+      raise ValueError("rationale_query must be 'rationale', 'question+rationale' or "
+                       f"'question', got {self.rationale_query!r}")
+    if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+      raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
     if self.benchmark == "synthetic" and self.source is not None:
       raise ValueError("the synthetic benchmark is generated; give `synthetic`, not `source`")
     if self.benchmark != "synthetic" and self.source is None:
       raise ValueError(f"benchmark {self.benchmark!r} needs `source` (its official files)")
     if self.sweep_entities and self.benchmark != "synthetic":
       raise ValueError("sweep_entities applies to the synthetic benchmark only")
+
+  def seeds_for(self, method: str) -> tuple[int, ...]:
+    """The training seeds of `method` (every seed, or the first only)."""
+    owner = methods_lib.training_owner(method)
+    if self.seed_methods is None or method in self.seed_methods or owner in self.seed_methods:
+      return self.seeds
+    return self.seeds[:1]
 
   @property
   def gin_directory(self) -> str:

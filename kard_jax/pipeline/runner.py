@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import sys
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -24,6 +26,8 @@ from kard_jax.pipeline import report, results
 from kard_jax.pipeline import student_stages as ss
 from kard_jax.pipeline.config import PipelineConfig
 from kard_jax.pipeline.stages import MissingStage, Store
+from kard_jax.report import intervals
+from kard_jax.report import stamp as stamp_lib
 
 
 def _log(msg: str) -> None:
@@ -69,12 +73,30 @@ def prepare(store: Store, bench: bs.Bench, config: PipelineConfig, *, need_reran
   return True
 
 
-def _row(method: methods_lib.Method, decoding: ss.Decoding, counted: dict[str, Any],
-         **extra: Any) -> dict[str, Any]:
+def _row(method: methods_lib.Method, decoding: ss.Decoding,
+         per_seed: Sequence[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+  """One results row: the mean over seeds with its 95% interval, and every seed's numbers."""
   name = method.name + (" + self-consistency" if decoding.sampled else "")
-  return {"method": method.key, "name": name, "decoding": decoding.name,
-          "accuracy": counted["accuracy"], "counts": counted["counts"],
-          "parse_rate": counted.get("parse_rate"), **extra}
+  agg = intervals.aggregate(per_seed)
+  row = {"method": method.key, "name": name, "decoding": decoding.name,
+         "accuracy": agg["accuracy"], "interval": agg["interval"],
+         "interval_kind": agg["interval_kind"], "counts": per_seed[0]["counts"],
+         "parse_rate": _mean([s.get("parse_rate") for s in per_seed]), **extra}
+  reasoned = [s["reasoning_accuracy"] for s in per_seed if s.get("reasoning_accuracy")]
+  if len(reasoned) == len(per_seed):
+    row["reasoning_accuracy"] = {g: _mean([r[g] for r in reasoned]) for g in reasoned[0]}
+  row["seeds"] = agg["seeds"]
+  return row
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+  values = [v for v in values if v is not None]
+  return sum(values) / len(values) if values else None
+
+
+def _seed_entry(seed: int, counted: dict[str, Any], **extra: Any) -> dict[str, Any]:
+  return {"seed": seed, "accuracy": counted["accuracy"], "correct": counted["correct"],
+          "counts": counted["counts"], "parse_rate": counted.get("parse_rate"), **extra}
 
 
 def evaluate_methods(store: Store, bench: bs.Bench, config: PipelineConfig,
@@ -112,30 +134,32 @@ def _method_rows(store: Store, bench: bs.Bench, config: PipelineConfig, key: str
     counted = results.recount(art.file("teacher_predictions.jsonl"), examples, group_field)
     if config.teacher_predictions == "oracle":
       method = dataclasses.replace(method, name=methods_lib.ORACLE_NAME)
-    return [_row(method, ss.Decoding("stored"), counted)]
-  if key == "scicot":
-    stage1 = ss.train(store, bench, config, methods_lib.SCICOT_RATIONALE_FROM, vocab_size)
-    rationale_model = methods_lib.get(methods_lib.SCICOT_RATIONALE_FROM)
-    firsts = {split: ss.evaluate(store, bench, config, rationale_model, ss.GREEDY, stage1,
-                                 vocab_size, split)
-              for split in ss.scicot_splits(config)}
-    ss.scicot_rationales(store, bench, config, firsts)
-  trained = ss.train(store, bench, config, key, vocab_size)
+    return [_row(method, ss.Decoding("stored"), [_seed_entry(config.seeds[0], counted)])]
   decodings = [ss.GREEDY]
   if (self_consistency and method.rationale and config.self_consistency > 1
       and key in config.self_consistency_methods):
     decodings.append(ss.self_consistency(config.self_consistency))
-  rows = []
-  for decoding in decodings:
-    evaluated = ss.evaluate(store, bench, config, method, decoding, trained, vocab_size)
-    predictions = evaluated.file("predictions.jsonl")
-    counted = results.recount(predictions, examples, group_field)
-    extra = {"eval_dir": os.path.relpath(evaluated.path, store.root)}
-    if method.rationale and not decoding.sampled:
-      extra["reasoning_accuracy"] = results.reasoning_recount(
-          predictions, examples, group_field)["accuracy"]
-    rows.append(_row(method, decoding, counted, **extra))
-  return rows
+  per_seed: dict[str, list[dict[str, Any]]] = {d.name: [] for d in decodings}
+  for seed in config.seeds_for(key):
+    if key == "scicot":
+      stage1 = ss.train(store, bench, config, methods_lib.SCICOT_RATIONALE_FROM, vocab_size, seed)
+      rationale_model = methods_lib.get(methods_lib.SCICOT_RATIONALE_FROM)
+      firsts = {split: ss.evaluate(store, bench, config, rationale_model, ss.GREEDY, stage1,
+                                   vocab_size, split, seed=seed)
+                for split in ss.scicot_splits(config)}
+      ss.scicot_rationales(store, bench, config, firsts, seed)
+    trained = ss.train(store, bench, config, key, vocab_size, seed)
+    for decoding in decodings:
+      evaluated = ss.evaluate(store, bench, config, method, decoding, trained, vocab_size,
+                              seed=seed)
+      predictions = evaluated.file("predictions.jsonl")
+      counted = results.recount(predictions, examples, group_field)
+      extra = {"eval_dir": os.path.relpath(evaluated.path, store.root)}
+      if method.rationale and not decoding.sampled:
+        extra["reasoning_accuracy"] = results.reasoning_recount(
+            predictions, examples, group_field)["accuracy"]
+      per_seed[decoding.name].append(_seed_entry(seed, counted, **extra))
+  return [_row(method, d, per_seed[d.name]) for d in decodings]
 
 
 def _group_field(config: PipelineConfig) -> str | None:
@@ -148,6 +172,12 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
         force: Sequence[str] = (), command: str = "kard pipeline",
         write: bool = True) -> Outcome:
   """Runs (or reuses) every stage for `config` under `work_dir`; writes the report."""
+  measurement = stamp_lib.Measurement(packages=("jax", "jaxlib", "flax", "optax", "numpy"),
+                                      argv=shlex.split(command))
+  measurement.__enter__()
+  commit, dirty = stamp_lib.git_state()  # the code that runs, not the tree when it finished
+  load_samples: list[float] = []
+  sampler = _LoadSampler(load_samples)
   start = time.time()
   store = Store(work_dir, runnable=only, force=force, log=_log)
   group_field = _group_field(config)
@@ -160,6 +190,7 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
                             group_field=group_field)
 
   sweep_rows: list[dict[str, Any]] = []
+  sweep_retrieval: dict[str, Any] = {}
   if config.sweep_entities:
     base = (config.synthetic or {}).get("num_entities")
     if base is None:
@@ -174,18 +205,19 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
         bench = bs.Bench(f"{config.benchmark}_e{n}", config.benchmark,
                          os.path.join(store.root, "data", f"{config.benchmark}_e{n}"))
         bench_rows, missing = [], list(config.sweep_methods)
-        if not prepare(store, bench, config, need_reranker=False,
+        if not prepare(store, bench, config, need_reranker="kard_rerank" in missing,
                        synthetic_overrides={"num_entities": n}):
           continue
       if missing:
         bench_rows += evaluate_methods(store, bench, config, missing, self_consistency=False,
                                        group_field=group_field)
       for r in bench_rows:
-        sweep_rows.append({"num_entities": n, "method": r["method"],
-                           "name": methods_lib.get(r["method"]).name,
-                           "accuracy": r["accuracy"], "counts": r["counts"],
-                           **({"reasoning_accuracy": r["reasoning_accuracy"]}
-                              if r.get("reasoning_accuracy") else {})})
+        sweep_rows.append({"num_entities": n, **{k: r[k] for k in (
+            "method", "name", "accuracy", "interval", "interval_kind", "counts",
+            "reasoning_accuracy", "seeds") if k in r}})
+      recall = retrieval_summary(bench)
+      if recall:
+        sweep_retrieval[str(n)] = recall
     if "spiece.model" in main.files:  # the main benchmark's tasks again, for later users
       ss.register_tasks(main, config)
 
@@ -204,18 +236,55 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
   earlier = {r["dir"] for r in store.records if r["status"] == "reused"} - ran_here
   if earlier:  # the wall time then leaves out what those stages took
     out["timing"]["note"] = f"{len(earlier)} stages reused from earlier runs"
+    out["timing"]["reused_stage_seconds"] = round(sum(
+        r["seconds"] for r in store.records if r["status"] == "reused" and r["dir"] in earlier), 1)
   if sweep_rows:
-    out["sweep"] = {"x": "num_entities", "group": "unseen" if group_field else "all",
+    out["sweep"] = {"x": "num_entities",
+                    "groups": ["unseen", "seen"] if group_field else ["all"],
                     "rows": sweep_rows}
+    if sweep_retrieval:
+      out["sweep"]["retrieval"] = sweep_retrieval
   retrieval_rows = retrieval_summary(main)
   if retrieval_rows:
     out["retrieval"] = retrieval_rows
+  sampler.stop()
   paths: dict[str, str] = {}
   if store.skipped:
     _log(f"{len(store.skipped)} stages were not run (see --only); no report written")
   elif write:
-    paths = report.write_report(out, config.results_dir, config.name, with_plot=config.plot)
+    measurement.__exit__(None, None, None)
+    stamp = measurement.stamp(commit=commit, dirty=dirty, load_avg_1m_during={
+        "samples": len(load_samples), "mean": round(sum(load_samples) / len(load_samples), 2),
+        "max": max(load_samples)} if load_samples else None)
+    paths = report.write_report(out, config.results_dir, config.name, with_plot=config.plot,
+                                stamp=stamp)
   return Outcome(out, paths, store.records)
+
+
+class _LoadSampler:
+  """Samples the 1-minute load average every `period` seconds while the pipeline runs: the
+  stamp's before/after values alone say little about a run of many minutes."""
+
+  def __init__(self, samples: list[float], period: float = 15.0):
+    self._samples, self._period = samples, period
+    self._stop = threading.Event()
+    self._take()
+    self._thread = threading.Thread(target=self._loop, daemon=True)
+    self._thread.start()
+
+  def _take(self) -> None:
+    load = stamp_lib.load_average_1m()
+    if load is not None:
+      self._samples.append(load)
+
+  def _loop(self) -> None:
+    while not self._stop.wait(self._period):
+      self._take()
+
+  def stop(self) -> None:
+    self._stop.set()
+    self._thread.join()
+    self._take()
 
 
 def retrieval_summary(bench: bs.Bench, split: str | None = None,

@@ -132,13 +132,14 @@ def _reads(method: methods_lib.Method) -> tuple[str, ...]:
 
 
 def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
-          vocab_size: int) -> Artifact:
-  """The trained student of `method_key` (or of the method it shares its student with)."""
+          vocab_size: int, seed: int = 0) -> Artifact:
+  """The trained student of `method_key` (or of the method it shares its student with), from
+  training seed `seed` (gin RANDOM_SEED: initialisation and data order)."""
   owner = methods_lib.get(methods_lib.training_owner(method_key))
   gin_file = method_gin(config, owner.key)
   inputs = {k: bench.need(k) for k in _reads(owner)}
   inputs.update(gin_inputs(store, gin_file))
-  bindings = _student_bindings(config, vocab_size)
+  bindings = [f"VOCAB_SIZE={vocab_size}", f"RANDOM_SEED={seed}"] + list(config.train_bindings)
   settings = {"bindings": bindings, "num_passages": config.num_passages,
               "max_rationales": config.max_rationales, "extra_ids": config.vocab_extra_ids}
   if owner.key == "multitask":
@@ -153,8 +154,9 @@ def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
                 + [f"--gin.{b}" for b in bindings])
     return {"method": owner.key}
 
-  art = store.run(bench.stage("train", owner.key), make, inputs=inputs, config=settings)
-  bench.artifacts[f"train/{owner.key}"] = art
+  art = store.run(bench.stage("train", owner.key, f"s{seed}"), make, inputs=inputs,
+                  config=settings)
+  bench.artifacts[f"train/{owner.key}/s{seed}"] = art
   return art
 
 
@@ -188,9 +190,10 @@ def scicot_splits(config: PipelineConfig) -> tuple[str, ...]:
 
 
 def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
-                      stage1_evals: dict[str, Artifact]) -> Artifact:
+                      stage1_evals: dict[str, Artifact], seed: int = 0) -> Artifact:
   """rationales/scicot_{split}.jsonl for each split of `stage1_evals` ({split: stage-1
-  evaluation}): stage 1's generated rationales, verbatim, with the answer stage 1 reached."""
+  evaluation of training seed `seed`}): stage 1's generated rationales, verbatim, with the
+  answer stage 1 reached."""
   from kard_jax.data.rationale import Rationale, write_rationales  # pylint: disable=import-outside-toplevel
 
   splits = sorted(stage1_evals)
@@ -208,7 +211,7 @@ def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
       counts[split] = len(rows)
     return {"rationales": counts}
 
-  art = store.run(bench.stage("scicot_rationales"), make,
+  art = store.run(bench.stage("scicot_rationales", f"s{seed}"), make,
                   inputs={f"stage1_{s}": stage1_evals[s] for s in splits},
                   config={"splits": splits})
   bench.publish(art, {f"rationales/scicot_{s}.jsonl": f"rationales/scicot_{s}.jsonl"
@@ -219,9 +222,9 @@ def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
 
 def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods_lib.Method,
              decoding: Decoding, trained: Artifact, vocab_size: int,
-             split: str | None = None) -> Artifact:
-  """predictions.jsonl + metrics.json of `method`'s student on `split` (default: the
-  evaluation split)."""
+             split: str | None = None, seed: int = 0) -> Artifact:
+  """predictions.jsonl + metrics.json of `method`'s student (training seed `seed`) on `split`
+  (default: the evaluation split)."""
   from kard_jax.decoding import evaluate as eval_lib  # pylint: disable=import-outside-toplevel
 
   import tasks  # pylint: disable=import-outside-toplevel
@@ -249,7 +252,7 @@ def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods
   name = method.key if not decoding.sampled else f"{method.key}_sc{decode.num_decodes}"
   if split != config.eval_split:
     name += f"_{split}"
-  stage = bench.stage("eval", name)
+  stage = bench.stage("eval", name, f"s{seed}")
   return store.run(stage, make, inputs=inputs, config=settings)
 
 

@@ -176,7 +176,23 @@ def test_hop_and_size_knobs():
   assert len(big.passages) - len(generate(TINY).passages) == 80
 
 
-@pytest.mark.parametrize("change", [{"hops": (4,)}, {"num_continents": 3},
+def test_seen_questions_asked_repeats_training_questions_and_new_does_not(bench):
+  def key(ex):
+    return (ex.extra["subject"], ex.extra["relation"])
+  asked = generate(dataclasses.replace(TINY, seen_questions="asked"))
+  for b, repeats in ((asked, True), (bench, False)):
+    trained = {key(ex) for ex in b.splits["train"]}
+    seen = [ex for s in ("validation", "test") for ex in b.splits[s]
+            if ex.extra["entity_split"] == "seen"]
+    assert seen and all((key(ex) in trained) == repeats for ex in seen)
+    unseen = [ex for ex in b.splits["test"] if ex.extra["entity_split"] == "unseen"]
+    assert not {ex.extra["subject"] for ex in unseen} & {s for s, _ in trained}
+  seen_asked = [key(ex) for s in ("validation", "test") for ex in asked.splits[s]
+                if ex.extra["entity_split"] == "seen"]
+  assert len(seen_asked) == len(set(seen_asked))  # each training question at most once
+
+
+@pytest.mark.parametrize("change", [{"hops": (4,)}, {"seen_questions": "twice"}, {"num_continents": 3},
                                     {"distractor_difficulty": 1.5}, {"num_entities": 2},
                                     {"num_cities": 5, "num_countries": 6}])
 def test_bad_config_is_rejected(change):

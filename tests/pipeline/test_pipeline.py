@@ -82,7 +82,8 @@ def mini_config(results_dir: str, bert_dir: str) -> config_lib.PipelineConfig:
                          "CandidateConfig.rationale_top=4", "CandidateConfig.question_top=4"),
       methods=config_lib.DEFAULT_METHODS, train_bindings=tuple(TINY_STUDENT),
       self_consistency=2, max_decode_length=24, eval_batch_size=16,
-      sweep_entities=(16,), sweep_methods=("kard_bm25",), results_dir=results_dir)
+      sweep_entities=(16,), sweep_methods=("kard_bm25",), results_dir=results_dir,
+      seeds=(0, 1), seed_methods=("answer_only",))
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +145,9 @@ def test_benchmark_outputs_are_well_formed(first_run):
 def test_accuracy_equals_a_recount_of_the_predictions(first_run):
   root, _, outcome = first_run
   evals = sorted(set(_stage_dirs(outcome, "eval")))
-  # 6 students, 3 with self-consistency, 1 in the sweep, Sci-CoT stage 1 on validation
-  assert len(evals) == 11
+  # 6 students, 3 with self-consistency, 1 in the sweep, Sci-CoT stage 1 on validation, 1 more
+  # seed
+  assert len(evals) == 12
   for d in evals:
     split = json.loads(open(os.path.join(d, "metrics.json")).read())["split"]
     metrics = json.loads(open(os.path.join(d, "metrics.json")).read())
@@ -204,7 +206,7 @@ INPUT_LENGTH = 160  # TINY_STUDENT's TASK_FEATURE_LENGTHS['inputs']
 
 
 def _eval_dir(outcome, name: str) -> str:
-  dirs = {r["dir"] for r in outcome.stages if r["stage"] == f"synthetic/eval/{name}"}
+  dirs = {r["dir"] for r in outcome.stages if r["stage"] == f"synthetic/eval/{name}/s0"}
   assert len(dirs) == 1, (name, dirs)
   return dirs.pop()
 
@@ -358,8 +360,8 @@ def test_self_consistency_prediction_is_the_vote_of_its_stored_samples(first_run
 
   root, _, outcome = first_run
   examples = {ex.id: ex for ex in read_examples(_view(root) / "examples" / "test.jsonl")}
-  names = [r["stage"].split("/")[-1] for r in outcome.stages
-           if r["stage"].startswith("synthetic/eval/") and r["stage"].endswith("_sc2")]
+  names = [r["stage"].split("/")[-2] for r in outcome.stages
+           if r["stage"].startswith("synthetic/eval/") and r["stage"].endswith("_sc2/s0")]
   assert sorted(names) == ["kard_bm25_sc2", "kard_rerank_sc2", "reasoning_sc2"]
   for name in names:
     for example_id, pred in _predictions(outcome, name).items():
@@ -377,3 +379,28 @@ def test_self_consistency_prediction_is_the_vote_of_its_stored_samples(first_run
       expected = (max(sorted(tally, key=order.index), key=lambda a: tally[a])
                   if tally else None)
       assert pred["prediction"] == expected, (name, example_id)
+
+
+def test_seeds_train_separate_students_and_rows_aggregate_them(first_run):
+  """answer_only trains with seeds 0 and 1 (its row: their mean and t-interval, both seeds'
+  numbers kept); every other method with seed 0 only (its row: Wilson's interval)."""
+  from kard_jax.report import intervals
+  root, config, outcome = first_run
+  trained = [r for r in outcome.stages if "/train/answer_only/" in r["stage"]]
+  assert sorted(r["stage"].rsplit("/", 1)[1] for r in trained) == ["s0", "s1"]
+  assert len({r["dir"] for r in trained}) == 2
+  for row in outcome.results["rows"]:
+    seeds = [s["seed"] for s in row["seeds"]]
+    if row["method"] == "teacher":
+      continue
+    assert seeds == ([0, 1] if row["method"] == "answer_only" else [0])
+    for g, mean in row["accuracy"].items():
+      values = [s["accuracy"][g] for s in row["seeds"]]
+      assert mean == pytest.approx(sum(values) / len(values))
+      if len(values) > 1:
+        assert row["interval"][g] == pytest.approx(intervals.t_interval(values), abs=0.01)
+      else:
+        assert row["interval"][g] == row["seeds"][0]["wilson"][g]
+  saved = json.loads((root / "results" / "synthetic.json").read_text())
+  from kard_jax.report import stamp
+  assert stamp.missing_stamp_fields(saved) == []

@@ -155,8 +155,8 @@ def test_report_renders_table_and_plot(tmp_path):
   }
   paths = report.write_report(res, str(tmp_path), "syn")
   md = (tmp_path / "syn.md").read_text()
-  assert "| KARD (BM25) | self-consistency@5 | 70.0 | 60.0 | 80.0 | 98.0 |" in md
-  assert "| kard_bm25 | 60.0 | 58.0 |" in md and "recall@3" in md and "`kard pipeline`" in md
+  assert "| KARD (BM25) | self-consistency@5 | 1 | 70.0 | 60.0 | 80.0 | 98.0 |" in md
+  assert "| kard_bm25 | 1 | 60.0 | 58.0 |" in md and "recall@3" in md and "`kard pipeline`" in md
   assert report.render_file(paths["json"]) == md
   png = (tmp_path / "syn.png").read_bytes()
   assert png.startswith(b"\x89PNG") and len(png) > 10_000
