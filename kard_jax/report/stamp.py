@@ -51,8 +51,10 @@ def git_state(root: str = _REPO_ROOT) -> tuple[str, bool]:
                           check=True, timeout=30).stdout
   try:
     commit = run("rev-parse", "HEAD").strip()
-    # Tracked changes only: untracked scratch files do not change what the code computes.
-    dirty = bool(run("status", "--porcelain", "--untracked-files=no").strip())
+    # Tracked changes outside results/ only: untracked scratch files and the results files a
+    # run (or an earlier run) writes do not change what the code computes.
+    dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     ":(exclude)results").strip())
   except (OSError, subprocess.SubprocessError):
     return "unknown", True
   return commit, dirty
