@@ -26,6 +26,7 @@ RENDERERS: dict[str, str] = {
     "reranker_*.json": "kard_jax.reranker.report:render",
     "synthetic.json": "kard_jax.pipeline.report:markdown",
     "bench_*.json": "kard_jax.pipeline.readme:render_bench",
+    "plan_*.json": "kard_jax.training.plan:render",
 }
 
 _BLOCK = re.compile(r"(<!-- table: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
