@@ -55,6 +55,15 @@ FLAN_T5_SIZES: dict[str, dict[str, int]] = {
 }
 
 
+# remat policy name -> what the backward pass may keep from the forward pass (None: no remat).
+REMAT_POLICIES: dict[str, Any] = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class T5Config:
   """Hyperparameters. Field names follow Hugging Face's T5Config where one exists (d_kv -> head_dim).
@@ -63,8 +72,13 @@ class T5Config:
   `logits_dense` kernel (v1.1). `scale_decoder_outputs`: multiply the decoder output by d_model**-0.5
   before the logits; None means "same as tie_word_embeddings" (true for both released families).
   `dtype` is the activation dtype, `param_dtype` the storage dtype of parameters (either may be a
-  string such as "bfloat16"). `remat`: "none", "full" (recompute each layer in the backward pass) or
-  "dots" (keep matmul outputs, recompute the rest).
+  string such as "bfloat16"): mixed precision as T5X runs it is dtype="bfloat16" over the default
+  float32 parameters (and so float32 optimizer state), with float32 logits and loss.
+  `remat`: "none", "full" (recompute each layer in the backward pass) or "dots_saveable" (keep matmul
+  outputs, recompute the rest; "dots" is the same). `scan_layers`: each stack is one `nn.scan` over
+  its layers, their parameters stacked on a leading `layers` axis (`encoder/layers/...`, T5X's
+  scan_layers) instead of `layers_0` .. `layers_{n-1}`: one layer is compiled per stack, however
+  deep. `stack_layers` / `unstack_layers` convert parameter trees between the two layouts.
   """
   vocab_size: int = 32128
   d_model: int = 512
@@ -83,12 +97,13 @@ class T5Config:
   dtype: Any = "float32"
   param_dtype: Any = "float32"
   remat: str = "none"
+  scan_layers: bool = False
 
   def __post_init__(self):
     if self.feed_forward not in ("gated-gelu", "relu"):
       raise ValueError(f"feed_forward must be 'gated-gelu' or 'relu', not {self.feed_forward!r}")
-    if self.remat not in ("none", "full", "dots"):
-      raise ValueError(f"remat must be 'none', 'full' or 'dots', not {self.remat!r}")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"remat must be one of {sorted(REMAT_POLICIES)}, not {self.remat!r}")
 
   @property
   def scales_decoder_outputs(self) -> bool:
@@ -250,7 +265,10 @@ class MultiHeadAttention(nn.Module):
       shape = (inputs_kv.shape[0], heads, inputs_kv.shape[1], head_dim)
       cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, cfg.activation_dtype)
       cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, cfg.activation_dtype)
-      cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+      # Scanned stacks hold the index as [1] so the stacked cache stays batch-major ([1, layers]).
+      index_shape = (1,) if cfg.scan_layers else ()
+      cache_index = self.variable("cache", "cache_index",
+                                  lambda: jnp.zeros(index_shape, jnp.int32))
     if not initialized:
       logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
     else:
@@ -258,7 +276,7 @@ class MultiHeadAttention(nn.Module):
       if query.shape != (batch, 1, heads, head_dim):
         raise ValueError(f"cached decoding takes one token per step for a batch of {batch}; "
                          f"got a query of shape {query.shape[:2]}")
-      index = cache_index.value
+      index = jnp.reshape(cache_index.value, (-1,))[0]  # rows of a repeated index are equal
       heads_major = lambda t: jnp.swapaxes(t, 1, 2)  # [B, L, H, D] -> [B, H, L, D]
       if self.cross:
         project_hm = lambda module, x: tuple(heads_major(t) for t in project_kv(module, x))
@@ -273,7 +291,7 @@ class MultiHeadAttention(nn.Module):
         seen = (jnp.arange(length) <= index)[None, None, None, :]
         mask = seen if mask is None else jnp.logical_and(mask, seen)
       cached_key.value, cached_value.value = key, value
-      cache_index.value = index + 1
+      cache_index.value = cache_index.value + 1
       logits = jnp.einsum("bqhd,bhkd->bhqk", query, key, preferred_element_type=jnp.float32)
 
     if bias is not None:
@@ -318,7 +336,8 @@ class EncoderLayer(nn.Module):
                                                            deterministic=deterministic))
     h = RMSNorm(cfg, name="pre_mlp_layer_norm")(x)
     x = x + drop(MlpBlock(cfg, name="mlp")(h, deterministic))
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return (x, None) if cfg.scan_layers else x
 
 
 class DecoderLayer(nn.Module):
@@ -336,16 +355,32 @@ class DecoderLayer(nn.Module):
         h, encoded, encoder_decoder_mask, decode=decode, deterministic=deterministic))
     h = RMSNorm(cfg, name="pre_mlp_layer_norm")(y)
     y = y + drop(MlpBlock(cfg, name="mlp")(h, deterministic))
-    return nn.with_logical_constraint(y, ("batch", "length", "embed"))
+    y = nn.with_logical_constraint(y, ("batch", "length", "embed"))
+    return (y, None) if cfg.scan_layers else y
 
 
 def _maybe_remat(layer_cls, cfg: T5Config, static_argnums: tuple[int, ...]):
   """`static_argnums` count `self` as 0 and name the Python-bool arguments (deterministic, decode)."""
-  if cfg.remat == "none":
+  policy = REMAT_POLICIES[cfg.remat]
+  if policy is None:
     return layer_cls
-  policy = (jax.checkpoint_policies.checkpoint_dots if cfg.remat == "dots"
-            else jax.checkpoint_policies.nothing_saveable)
-  return nn.remat(layer_cls, policy=policy, static_argnums=static_argnums)
+  # Inside a scan the loop already keeps XLA from merging recomputation with the forward pass.
+  return nn.remat(layer_cls, policy=policy, static_argnums=static_argnums,
+                  prevent_cse=not cfg.scan_layers)
+
+
+def _run_stack(module: nn.Module, layer_cls, cfg: T5Config, num_layers: int, x, args,
+               variable_axes: dict[str, int]):
+  """`num_layers` layers on x: unrolled (`layers_{i}`), or one `nn.scan` named `layers`."""
+  if not cfg.scan_layers:
+    for i in range(num_layers):
+      x = layer_cls(cfg, name=f"layers_{i}", parent=module)(x, *args)
+    return x
+  scanned = nn_partitioning.scan_with_axes(
+      layer_cls, variable_axes=variable_axes, split_rngs={"params": True, "dropout": True},
+      in_axes=(nn.broadcast,) * len(args), length=num_layers, axis_name="layers")
+  x, _ = scanned(cfg, name="layers", parent=module)(x, *args)
+  return x
 
 
 class Encoder(nn.Module):
@@ -361,8 +396,8 @@ class Encoder(nn.Module):
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     layer = _maybe_remat(EncoderLayer, cfg, static_argnums=(4,))
-    for i in range(cfg.num_encoder_layers):
-      x = layer(cfg, name=f"layers_{i}")(x, encoder_mask, bias, deterministic)
+    x = _run_stack(self, layer, cfg, cfg.num_encoder_layers, x,
+                   (encoder_mask, bias, deterministic), {"params": 0})
     x = RMSNorm(cfg, name="encoder_norm")(x)
     return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
@@ -376,11 +411,13 @@ class Decoder(nn.Module):
                deterministic=True, decode=False):
     cfg = self.config
     relpos = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")
-    step_cache = self.variables.get("cache", {}).get("layers_0", {}).get("self_attention", {})
+    first = "layers" if cfg.scan_layers else "layers_0"
+    step_cache = self.variables.get("cache", {}).get(first, {}).get("self_attention", {})
     if decode and "cached_key" in step_cache:
-      # One step: the bias row of query position `cache_index` against every cached position.
-      index = step_cache["cache_index"]
-      bias = relpos(jnp.reshape(index, (1,)), jnp.arange(step_cache["cached_key"].shape[2]))
+      # One step: the bias row of query position `cache_index` against every cached position
+      # (cached keys [B, H, T, D], or [B, layers, H, T, D] scanned).
+      index = jnp.reshape(step_cache["cache_index"], (-1,))[:1]
+      bias = relpos(index, jnp.arange(step_cache["cached_key"].shape[-2]))
     else:
       positions = jnp.arange(decoder_input_tokens.shape[-1])
       bias = relpos(positions, positions)
@@ -389,9 +426,10 @@ class Decoder(nn.Module):
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = nn.with_logical_constraint(y, ("batch", "length", "embed"))
     layer = _maybe_remat(DecoderLayer, cfg, static_argnums=(6, 7))
-    for i in range(cfg.num_decoder_layers):
-      y = layer(cfg, name=f"layers_{i}")(y, encoded, decoder_mask, encoder_decoder_mask, bias,
-                                         deterministic, decode)
+    # A scanned decoder's cache is stacked on axis 1, keeping it batch-major for the decoders.
+    y = _run_stack(self, layer, cfg, cfg.num_decoder_layers, y,
+                   (encoded, decoder_mask, encoder_decoder_mask, bias, deterministic, decode),
+                   {"params": 0, "cache": 1})
     y = RMSNorm(cfg, name="decoder_norm")(y)
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
 
@@ -515,3 +553,37 @@ def init_decode_cache(model: Transformer, batch_size: int, encoder_length: int,
                          *dummy_inputs(batch_size, encoder_length, max_decode_length),
                          enable_dropout=False, decode=True)["cache"])
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+_STACKS = (("encoder", "num_encoder_layers"), ("decoder", "num_decoder_layers"))
+
+
+def stack_layers(params: Any, cfg: T5Config) -> Any:
+  """An unrolled parameter tree (`layers_0` ..) -> the scanned layout (`layers`, leading axis)."""
+  out = dict(params)
+  for stack, count in _STACKS:
+    tree = dict(params[stack])
+    layers = [tree.pop(f"layers_{i}") for i in range(getattr(cfg, count))]
+    extra = [k for k in tree if k.startswith("layers_")]
+    if extra:
+      raise ValueError(f"{stack} has {extra[0]} beyond its {getattr(cfg, count)} layers")
+    tree["layers"] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *layers)
+    out[stack] = tree
+  return out
+
+
+def unstack_layers(params: Any, cfg: T5Config) -> Any:
+  """The scanned layout (`layers`, leading axis) -> an unrolled tree (`layers_0` ..)."""
+  out = dict(params)
+  for stack, count in _STACKS:
+    tree = dict(params[stack])
+    stacked = tree.pop("layers")
+    for i in range(getattr(cfg, count)):
+      tree[f"layers_{i}"] = jax.tree.map(lambda x, i=i: np.asarray(x)[i], stacked)
+    out[stack] = tree
+  return out
+
+
+def is_scanned(params: Any) -> bool:
+  """Whether a parameter tree has the scanned layout."""
+  return "layers" in params["encoder"]

@@ -19,6 +19,7 @@ import numpy as np
 
 from kard_jax.data.errors import InputError
 from kard_jax.models import hf_io
+from kard_jax.models import t5 as t5_lib
 from kard_jax.models.t5 import T5Config
 
 _IGNORED = {
@@ -134,7 +135,8 @@ def load_hf(folder, **config_overrides) -> tuple[T5Config, dict]:
   """Reads a Hugging Face T5 folder -> (T5Config, params: nested dict of numpy arrays).
 
   The arrays are stored in the config's `param_dtype`; `config_overrides` (e.g. dtype="bfloat16",
-  dropout_rate=0.0) replace fields of the config read from config.json. Raises InputError naming the
+  dropout_rate=0.0, scan_layers=True) replace fields of the config read from config.json; with
+  scan_layers the tree has the scanned layout (each stack's layers stacked under `layers`). Raises InputError naming the
   tensor for a missing or mis-shaped one, and for tensors the model has no place for.
   """
   folder = os.fspath(folder)
@@ -163,17 +165,22 @@ def load_hf(folder, **config_overrides) -> tuple[T5Config, dict]:
     more = f" (and {len(leftovers) - 5} more)" if len(leftovers) > 5 else ""
     raise InputError(folder, f"tensors with no place in a T5 model of this config: "
                      f"{', '.join(leftovers[:5])}{more}")
+  if cfg.scan_layers:
+    params = t5_lib.stack_layers(params, cfg)
   return cfg, params
 
 
 def export_hf(cfg: T5Config, params, folder) -> None:
-  """Writes `params` (plain or logically boxed, on any devices) as a `transformers` T5 folder."""
+  """Writes `params` (plain or logically boxed, on any devices; unrolled or scanned layout) as a
+  `transformers` T5 folder."""
   import flax.linen as nn
   import jax
 
   params = nn.unbox(params)
   if "params" in params and "token_embedder" not in params:  # a variables dict
     params = params["params"]
+  if t5_lib.is_scanned(params):
+    params = t5_lib.unstack_layers(jax.device_get(params), cfg)
   tensors: dict[str, np.ndarray] = {}
   for ours, name, shape, transpose in _entries(cfg):
     value = np.asarray(jax.device_get(_get(params, ours, "export to Hugging Face")), np.float32)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "decode a task with a checkpoint, vote across samples, write predictions"),
     "rerank": ("rerank", "train, evaluate and apply the KARD passage reranker"),
     "pipeline": ("pipeline", "run the whole KARD pipeline (default: the synthetic benchmark)"),
+    "plan": ("plan", "compile (never run) the train step and decoder for a mesh: memory, FLOPs, fit"),
 }
 
 

@@ -27,6 +27,7 @@ RENDERERS: dict[str, str] = {
     "synthetic.json": "kard_jax.pipeline.report:markdown",
     "synthetic_*.json": "kard_jax.pipeline.report:markdown",
     "bench_*.json": "kard_jax.report.bench:render",
+    "plan_*.json": "kard_jax.training.plan:render",
 }
 
 _BLOCK = re.compile(r"(<!-- table: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)

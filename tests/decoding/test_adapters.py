@@ -1,5 +1,7 @@
 """Cached decoding of the real students equals step-by-step argmax over the full, uncached pass."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,6 +69,27 @@ def test_t5_cached_greedy_equals_uncached_argmax(tiny_t5):
   module, params = tiny_t5
   got = _greedy("t5", module, params)
   np.testing.assert_array_equal(np.asarray(got.tokens[:, 0]), _t5_reference(module, params, INPUTS))
+
+
+@pytest.mark.parametrize("method,n", [("greedy", 1), ("beam", 3)])
+def test_t5_scanned_layers_decode_as_the_unrolled_model(tiny_t5, method, n):
+  """The scanned stack (cache stacked on axis 1, batch-major) decodes the same tokens; a batch of
+  one exercises the [1, layers] cache index being repeated per beam."""
+  module, params = tiny_t5
+  scanned = t5.Transformer(dataclasses.replace(module.config, scan_layers=True))
+  stacked = t5.stack_layers(params, module.config)
+  config = adapters.DecodeConfig(method=method, num_decodes=n, max_new_tokens=MAX_NEW)
+  for inputs in (INPUTS, INPUTS[2:3]):
+    if method == "greedy" and len(inputs) == len(INPUTS):
+      want = _greedy("t5", module, params)
+    else:
+      want = adapters.make_generate_fn("t5", module, config)(params, jnp.asarray(inputs),
+                                                              jax.random.key(0))
+    got = adapters.make_generate_fn("t5", scanned, config)(stacked, jnp.asarray(inputs),
+                                                           jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(got.tokens), np.asarray(want.tokens))
+    np.testing.assert_allclose(np.asarray(got.scores), np.asarray(want.scores), rtol=1e-5,
+                               atol=1e-5)
 
 
 def _gpt_reference(module, params, inputs):

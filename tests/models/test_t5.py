@@ -38,9 +38,13 @@ def _forward(cfg: t5.T5Config, packed: bool = False):
   return jax.jit(lambda p, e, di, t: model.apply({"params": p}, e, di, t, enable_dropout=False))
 
 
+LAYOUTS = ["unrolled", "scanned"]  # layers_0 .. layers_{n-1}, or one nn.scan over stacked params
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-  """variant -> (HF model, our config, our params), the params read through our converter.
+  """variant (and variant + "/scanned") -> (HF model, our config, our params), the params read
+  through our converter.
 
   Our configs keep dropout at 0.1, so every comparison below also shows enable_dropout=False works.
   """
@@ -50,12 +54,21 @@ def converted(tmp_path_factory):
     folder = ref.save(hf, tmp_path_factory.mktemp(variant))
     cfg, params = t5_weights.load_hf(folder, dropout_rate=0.1)
     out[variant] = (hf, cfg, params)
+    cfg, params = t5_weights.load_hf(folder, dropout_rate=0.1, scan_layers=True)
+    out[variant + "/scanned"] = (hf, cfg, params)
   return out
 
 
+def _key(variant: str, layout: str) -> str:
+  return variant if layout == "unrolled" else f"{variant}/{layout}"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("variant", ["v1_1_untied", "original_tied"])
-def test_logits_match_transformers_on_padded_batch(converted, variant):
-  hf, cfg, params = converted[variant]
+def test_logits_match_transformers_on_padded_batch(converted, variant, layout):
+  hf, cfg, params = converted[_key(variant, layout)]
+  assert cfg.scan_layers == (layout == "scanned")
+  assert ("layers" in params["decoder"]) == (layout == "scanned")
   assert cfg.tie_word_embeddings == (variant == "original_tied")
   assert cfg.scales_decoder_outputs == (variant == "original_tied")
   assert cfg.feed_forward == ("relu" if variant == "original_tied" else "gated-gelu")
@@ -86,8 +99,10 @@ def test_packed_row_equals_separate_rows(converted):
   np.testing.assert_allclose(packed[1:][valid], separate[1:][valid], atol=1e-5, rtol=1e-5)
 
 
-def test_cached_decoding_equals_full_forward(converted):
-  _, cfg, params = converted["v1_1_untied"]
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_cached_decoding_equals_full_forward(converted, layout):
+  _, cfg, params = converted[_key("v1_1_untied", layout)]
+  scanned = layout == "scanned"
   model = t5.Transformer(cfg)
   enc, dec_in, tgt = ref.padded_batch()
   batch, steps = tgt.shape
@@ -104,12 +119,14 @@ def test_cached_decoding_equals_full_forward(converted):
 
   cache = t5.init_decode_cache(model, batch, enc.shape[1], steps)
   lengths = {"self_attention": steps, "encoder_decoder_attention": enc.shape[1]}
+  layers = (cfg.num_decoder_layers,) if scanned else ()  # scanned: stacked on axis 1
   for path, leaf in jax.tree_util.tree_flatten_with_path(cache)[0]:
     if path[-1].key == "cache_index":
-      assert leaf.shape == () and int(leaf) == 0
+      assert leaf.shape == ((1,) + layers if scanned else ()) and not leaf.any()
     else:  # batch-major (beams are tiled and gathered along axis 0), then heads-major
       length = lengths[path[-2].key]
-      assert leaf.shape == (batch, cfg.num_heads, length, cfg.head_dim) and not leaf.any()
+      assert leaf.shape == (batch,) + layers + (cfg.num_heads, length, cfg.head_dim)
+      assert not leaf.any()
   outputs = []
   for i in range(steps):
     # The encoder output is projected at the first step only: later steps read the cache.
@@ -119,9 +136,9 @@ def test_cached_decoding_equals_full_forward(converted):
   stepped = np.concatenate(outputs, axis=1)
   valid = tgt > 0
   np.testing.assert_allclose(stepped[valid], full[valid], atol=1e-5, rtol=1e-5)
-  indices = [v for k, v in jax.tree_util.tree_flatten_with_path(cache)[0]
-             if k[-1].key == "cache_index"]
-  assert len(indices) == 2 * cfg.num_decoder_layers and all(int(i) == steps for i in indices)
+  indices = np.concatenate([np.ravel(v) for k, v in jax.tree_util.tree_flatten_with_path(cache)[0]
+                            if k[-1].key == "cache_index"])
+  assert len(indices) == 2 * cfg.num_decoder_layers and (indices == steps).all()
 
 
 def test_every_param_has_t5x_logical_axes_and_shards_under_t5x_rules(converted):
@@ -185,16 +202,37 @@ def test_dropout_when_enabled_varies_with_the_rng(converted):
   assert not np.allclose(a, b) and np.array_equal(a, c) and not np.allclose(a, off)
 
 
-def test_remat_wraps_every_layer_and_keeps_gradients():
-  cfg = t5.T5Config.tiny(num_encoder_layers=1, num_decoder_layers=1, remat="dots")
+@pytest.mark.parametrize("remat", ["dots_saveable", "full"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_remat_wraps_every_layer_and_keeps_gradients(layout, remat):
+  cfg = t5.T5Config.tiny(num_encoder_layers=2, num_decoder_layers=3, remat=remat,
+                         scan_layers=layout == "scanned")
   model = t5.Transformer(cfg)
   enc, dec_in, tgt = ref.padded_batch()
   params = jax.eval_shape(lambda: t5.init_params(model, jax.random.PRNGKey(0)))
   loss = lambda p, r: model.apply({"params": p}, enc, dec_in, tgt, rngs={"dropout": r}).mean()
   jaxpr = str(jax.make_jaxpr(loss)(params, jax.random.PRNGKey(0)))
-  assert jaxpr.count("remat2[") == cfg.num_encoder_layers + cfg.num_decoder_layers
+  # Unrolled: one remat per layer; scanned: one scan per stack, its body one rematted layer.
+  if cfg.scan_layers:
+    assert jaxpr.count("remat2[") == 2 and jaxpr.count("scan[") == 2
+    assert params["decoder"]["layers"]["mlp"]["wo"]["kernel"].shape == (3, cfg.d_ff, cfg.d_model)
+  else:
+    assert jaxpr.count("remat2[") == cfg.num_encoder_layers + cfg.num_decoder_layers
+  assert ("policy=DotsSaveable" in jaxpr) == (remat == "dots_saveable")
   grads = jax.eval_shape(jax.grad(loss), params, jax.random.PRNGKey(0))
   assert jax.tree.structure(grads) == jax.tree.structure(params)
+
+
+def test_scanned_and_unrolled_layouts_convert_both_ways(converted):
+  _, cfg, params = converted["v1_1_untied"]
+  _, scfg, sparams = converted["v1_1_untied/scanned"]
+  assert t5.is_scanned(sparams) and not t5.is_scanned(params)
+  model_tree = jax.eval_shape(lambda: t5.init_params(t5.Transformer(scfg), jax.random.PRNGKey(0)))
+  assert jax.tree.structure(sparams) == jax.tree.structure(model_tree)
+  jax.tree.map(np.testing.assert_array_equal, t5.stack_layers(params, cfg), sparams)
+  jax.tree.map(np.testing.assert_array_equal, t5.unstack_layers(sparams, cfg), params)
+  with pytest.raises(ValueError, match="layers_1 beyond its 1 layers"):
+    t5.stack_layers(params, dataclasses.replace(cfg, num_encoder_layers=1))
 
 
 @pytest.mark.parametrize("size", ["small", "xl"])

@@ -24,10 +24,12 @@ def hf_folders(tmp_path_factory):
           for v in ref.VARIANTS for hf in [ref.hf_model(v, seed=3)]}
 
 
+@pytest.mark.parametrize("scan_layers", [False, True])
 @pytest.mark.parametrize("variant", list(ref.VARIANTS))
-def test_converted_tree_is_the_models_tree(hf_folders, variant):
+def test_converted_tree_is_the_models_tree(hf_folders, variant, scan_layers):
   _, folder = hf_folders[variant]
-  cfg, params = t5_weights.load_hf(folder, param_dtype="bfloat16")
+  cfg, params = t5_weights.load_hf(folder, param_dtype="bfloat16", scan_layers=scan_layers)
+  assert cfg.scan_layers == scan_layers and t5.is_scanned(params) == scan_layers
   feed_forward, _, untied_head = ref.VARIANTS[variant]
   assert cfg.feed_forward == feed_forward and cfg.tie_word_embeddings == (not untied_head)
   assert cfg.scales_decoder_outputs == (variant == "original_tied")
@@ -37,10 +39,11 @@ def test_converted_tree_is_the_models_tree(hf_folders, variant):
     assert ours.shape == model.shape and ours.dtype == model.dtype == jnp.bfloat16
 
 
+@pytest.mark.parametrize("scan_layers", [False, True])
 @pytest.mark.parametrize("variant", list(ref.VARIANTS))
-def test_export_round_trip_through_transformers(hf_folders, tmp_path, variant):
+def test_export_round_trip_through_transformers(hf_folders, tmp_path, variant, scan_layers):
   _, folder = hf_folders[variant]
-  cfg, params = t5_weights.load_hf(folder)
+  cfg, params = t5_weights.load_hf(folder, scan_layers=scan_layers)
   # Our own weights (not the ones just read), so the exported head really is ours.
   rng = np.random.RandomState(1)
   params = jax.tree.map(lambda x: x + 0.05 * rng.randn(*x.shape).astype(x.dtype), params)
@@ -52,7 +55,8 @@ def test_export_round_trip_through_transformers(hf_folders, tmp_path, variant):
   expected = ref.hf_logits(hf, enc, dec_in, tgt)
   valid = tgt > 0
   np.testing.assert_allclose(ours[valid], expected[valid], atol=1e-4, rtol=1e-4)
-  cfg_back, params_back = t5_weights.load_hf(tmp_path / "out", dropout_rate=cfg.dropout_rate)
+  cfg_back, params_back = t5_weights.load_hf(tmp_path / "out", dropout_rate=cfg.dropout_rate,
+                                             scan_layers=scan_layers)
   assert cfg_back == cfg
   for a, b in zip(jax.tree.leaves(params_back), jax.tree.leaves(params)):
     np.testing.assert_array_equal(a, b)

@@ -96,3 +96,23 @@ def test_gpt2_and_bert_go_through_their_converters(tmp_path):
   restored = params_io.restore(tmp_path / "bert_flax")
   np.testing.assert_array_equal(np.asarray(restored["token_embedder"]["embedding"]),
                                 bert.embeddings.word_embeddings.weight.detach().numpy())
+
+
+def test_scanned_layout_round_trip_through_the_command_line(tmp_path):
+  hf = ref.hf_model("v1_1_untied", seed=6)
+  hf_dir = ref.save(hf, tmp_path / "hf")
+  assert cli.main(["convert", "hf-to-flax", "--model", "t5", "--hf_dir", hf_dir, "--scan_layers",
+                   "--out", str(tmp_path / "flax")]) == 0
+  assert params_io.read_model_config(tmp_path / "flax")["config"]["scan_layers"] is True
+  restored = params_io.restore(tmp_path / "flax")
+  assert t5.is_scanned(restored)
+  assert restored["encoder"]["layers"]["mlp"]["wo"]["kernel"].shape[0] == 2
+  assert cli.main(["convert", "flax-to-hf", "--model", "t5", "--flax_dir", str(tmp_path / "flax"),
+                   "--out", str(tmp_path / "back")]) == 0
+  original = load_file(str(tmp_path / "hf" / "model.safetensors"))
+  back = load_file(str(tmp_path / "back" / "model.safetensors"))
+  assert "decoder.block.1.layer.2.DenseReluDense.wo.weight" in back
+  for name, value in back.items():
+    np.testing.assert_array_equal(value, original[name], err_msg=name)
+  assert cli.main(["convert", "hf-to-flax", "--model", "gpt2", "--hf_dir", hf_dir, "--scan_layers",
+                   "--out", str(tmp_path / "x")]) == 2

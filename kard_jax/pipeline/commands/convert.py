@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  help="storage dtype of the written parameters")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                  help="activation dtype recorded in model_config.json")
+  p.add_argument("--scan_layers", action="store_true",
+                 help="t5 only: write the scanned layout (each stack's layers stacked under "
+                 "`layers`), for a model trained with T5Config.scan_layers=True")
   p = sub.add_parser("flax-to-hf", help="Orbax parameter checkpoint -> Hugging Face folder")
   p.add_argument("--model", required=True, choices=sorted(EXPORTABLE))
   p.add_argument("--flax_dir", required=True,
@@ -68,13 +71,14 @@ def _config_class(model: str):
 
 
 def hf_to_flax(model: str, hf_dir: str, out: str, *, dtype: str = "float32",
-               param_dtype: str = "float32") -> None:
+               param_dtype: str = "float32", scan_layers: bool = False) -> None:
   import jax.numpy as jnp
 
   from kard_jax.models import params_io
 
+  extra = {"scan_layers": True} if scan_layers else {}
   config, params = _weights_module(model).load_hf(hf_dir, dtype=jnp.dtype(dtype),
-                                                  param_dtype=jnp.dtype(param_dtype))
+                                                  param_dtype=jnp.dtype(param_dtype), **extra)
   params_io.save(out, params, family=MODELS[model][1], config=config)
 
 
@@ -120,7 +124,12 @@ def flax_to_hf(model: str, flax_dir: str, out: str, model_config: str | None = N
 
 def run(args: argparse.Namespace) -> int:
   if args.convert_command == "hf-to-flax":
-    hf_to_flax(args.model, args.hf_dir, args.out, dtype=args.dtype, param_dtype=args.param_dtype)
+    if args.scan_layers and args.model != "t5":
+      print(f"kard convert: error: --scan_layers applies to --model t5, not {args.model}",
+            file=sys.stderr)
+      return 2
+    hf_to_flax(args.model, args.hf_dir, args.out, dtype=args.dtype, param_dtype=args.param_dtype,
+               scan_layers=args.scan_layers)
   else:
     flax_to_hf(args.model, args.flax_dir, args.out, args.model_config)
   print(f"wrote {args.out}", file=sys.stderr)
