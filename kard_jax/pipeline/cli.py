@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "decode a task with a checkpoint, vote across samples, write predictions"),
     "rerank": ("rerank", "train, evaluate and apply the KARD passage reranker"),
     "pipeline": ("pipeline", "run the whole KARD pipeline (default: the synthetic benchmark)"),
+    "serve": ("serve", "serve a trained student as an OpenAI-compatible HTTP API with its sources"),
 }
 
 
