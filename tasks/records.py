@@ -13,6 +13,8 @@ Files read, all under the benchmark directory DATA/<benchmark>/:
   retrieval/question_{split}.jsonl               kard_bm25 evaluation passages
   retrieval/reranked_{split}.jsonl               kard_rerank evaluation passages
   rationales/scicot_{split}.jsonl                Sci-CoT stage-1 rationales for stage-2 evaluation
+                                                 (a missing one is an error naming the commands
+                                                 that write it: validation feeds T5X's train-eval)
 """
 
 from __future__ import annotations
@@ -94,6 +96,22 @@ def kept_rationales(data_dir: str, examples: list[Example],
   return filter_rationales(read_rationales(path), by_id, max_rationales)
 
 
+def missing_stage1_message(data_dir: str, split: str) -> str:
+  """Why a Sci-CoT stage-2 split cannot be read yet, and the commands that write its inputs."""
+  benchmark = os.path.basename(os.path.normpath(data_dir))
+  return (f"file not found: Sci-CoT stage 2 (kard_{benchmark}_scicot_answer) reads stage 1's "
+          f"rationales for the {split} split. `kard pipeline` writes them; with T5X, decode stage 1 "
+          f"on this split and convert its predictions: python -m t5x.infer "
+          f"--gin_search_paths=$PWD --gin_file=gin_configs/t5x/kard_t5_infer.gin "
+          f"--gin.MIXTURE_OR_TASK_NAME=\"'kard_{benchmark}_scicot_rationale'\" "
+          f"--gin.utils.DatasetConfig.split=\"'{split}'\" --gin.CHECKPOINT_PATH=... "
+          f"--gin.INFER_OUTPUT_DIR=\"'OUT'\" && python -m kard_jax.pipeline.t5x_rationales "
+          f"--data_dir {data_dir} --split {split} "
+          f"--infer_file OUT/kard_{benchmark}_scicot_rationale-predict.jsonl-00000-of-00001"
+          + (" (or train stage 2 without train-eval: --gin.train.train_eval_dataset_cfg=None)"
+             if split == "validation" else ""))
+
+
 def build_rows(spec: TaskSpec, data_dir, split: str, *, num_passages: int = 3,
                max_rationales: int | None = None) -> list[dict[str, Any]]:
   """The rows of one split of one task, in the examples file's order."""
@@ -131,6 +149,8 @@ def build_rows(spec: TaskSpec, data_dir, split: str, *, num_passages: int = 3,
                        prompts.render_target(method, ex)))
     return rows
   rpath = os.path.join(data_dir, spec.eval_rationales.format(split=split))
+  if not os.path.exists(rpath):
+    raise InputError(rpath, missing_stage1_message(data_dir, split))
   generated: dict[str, Rationale] = {}
   for r in read_rationales(rpath):
     if r.id not in generated or r.sample < generated[r.id].sample:

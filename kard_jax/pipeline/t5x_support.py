@@ -3,7 +3,8 @@
 T5X refuses to train when the model's vocabulary differs from the task's ("Model and Task
 vocabularies do not match"), and seqio compares vocabularies by their constructor arguments,
 including the exact file path string. Binding the model's `VOCABULARY` to the task's own
-vocabulary object makes the two equal by construction, wherever the prepared data lives.
+vocabulary object makes the two equal by construction, wherever the prepared data lives; the
+file and extra ids of that vocabulary feed any other `seqio.SentencePieceVocabulary` a gin makes.
 """
 
 from __future__ import annotations
@@ -18,3 +19,13 @@ def task_vocabulary(mixture_or_task_name: str, feature: str = "targets"):
   if feature not in features:
     raise ValueError(f"{mixture_or_task_name} has no feature {feature!r} (has {sorted(features)})")
   return features[feature].vocabulary
+
+
+def task_vocabulary_file(mixture_or_task_name: str) -> str:
+  """The SentencePiece model file of the task's vocabulary (DATA/<benchmark>/spiece.model)."""
+  return task_vocabulary(mixture_or_task_name).sentencepiece_model_file
+
+
+def task_vocabulary_extra_ids(mixture_or_task_name: str) -> int:
+  """The extra ids (sentinels) of the task's vocabulary: 0 for ours, 100 for T5's."""
+  return task_vocabulary(mixture_or_task_name).extra_ids

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -209,3 +210,89 @@ def test_postprocess_and_vote():
   assert metrics.postprocess(votes[1:], example=example) == "B"
   assert metrics.vote([None, None]) is None
   assert metrics.accuracy(["A", "B", "C", "D"], ["A", None, "C", "A"]) == {"accuracy": 50.0}
+
+
+def _without_stage1(bench, tmp_path, split="validation"):
+  """A copy of the benchmark whose Sci-CoT stage-1 rationales for `split` are not written yet."""
+  root, _ = bench
+  copy = tmp_path / "synthetic"
+  shutil.copytree(root, copy)
+  os.remove(copy / "rationales" / f"scicot_{split}.jsonl")
+  return copy
+
+
+def test_scicot_answer_without_stage1_rationales_names_the_file_and_the_commands(bench, tmp_path):
+  copy = _without_stage1(bench, tmp_path)
+  tasks.register_benchmark("synthetic", copy, prefix="nostage1", num_passages=K)
+  name = "nostage1_synthetic_scicot_answer"
+  assert set(seqio.get_mixture_or_task(name).splits) == {"train", "validation", "test"}
+  assert _rows(name, "train") and len(_rows(name, "test")) == CONFIG.num_test
+  with pytest.raises(InputError) as caught:
+    _rows(name, "validation")  # what T5X's train-eval reads
+  message = str(caught.value)
+  assert message.startswith(str(copy / "rationales" / "scicot_validation.jsonl") + ": file not found")
+  for part in ("kard_synthetic_scicot_answer", "python -m t5x.infer",
+               "--gin.MIXTURE_OR_TASK_NAME=\"'kard_synthetic_scicot_rationale'\"",
+               "--gin.utils.DatasetConfig.split=\"'validation'\"",
+               "python -m kard_jax.pipeline.t5x_rationales", "--split validation",
+               "train_eval_dataset_cfg=None"):
+    assert part in message, part
+
+
+def _t5x_infer_lines(examples, with_ids=False):
+  """What t5x.infer writes for kard_synthetic_scicot_rationale: the task's rows, in order."""
+  rows = _rows("test_synthetic_scicot_rationale", "validation")
+  assert [r["id"].decode() for r in rows] == [ex.id for ex in examples]
+  lines = []
+  for i, (ex, row) in enumerate(zip(examples, rows)):
+    inputs = {"inputs_pretokenized": row["inputs_pretokenized"].decode(),
+              "targets_pretokenized": row["targets_pretokenized"].decode()}
+    if with_ids:
+      inputs["id"] = ex.id
+    lines.append({"inputs": inputs,
+                  "prediction": f"Decoded {i}: {ex.answer_text}. So, the answer is {ex.answer}."})
+  return lines
+
+
+def test_t5x_stage1_predictions_become_stage2_validation_inputs(bench, tmp_path, capsys):
+  from kard_jax.pipeline import t5x_rationales
+
+  copy = _without_stage1(bench, tmp_path)
+  examples = read_examples(copy / "examples" / "validation.jsonl")
+  infer_file = tmp_path / "kard_synthetic_scicot_rationale-predict.jsonl-00000-of-00001"
+  jsonl.write_jsonl(infer_file, _t5x_infer_lines(examples))
+  assert t5x_rationales.main(["--infer_file", str(infer_file), "--data_dir", str(copy),
+                              "--split", "validation"]) == 0
+  assert "wrote 12 rationales" in capsys.readouterr().out
+  written = read_rationales(copy / "rationales" / "scicot_validation.jsonl")
+  assert [(r.id, r.sample, r.answer) for r in written] == [(ex.id, 0, ex.answer) for ex in examples]
+  # Stage 2's validation rows carry exactly those rationales.
+  tasks.register_benchmark("synthetic", copy, prefix="t5xstage1", num_passages=K)
+  stage2 = _rows("t5xstage1_synthetic_scicot_answer", "validation")
+  assert len(stage2) == len(examples)
+  for i, (ex, row) in enumerate(zip(examples, stage2)):
+    rationale = f"Decoded {i}: {ex.answer_text}. So, the answer is {ex.answer}."
+    assert row["inputs_pretokenized"].decode() == prompts.render_inputs(
+        "scicot_answer", ex, rationale=rationale)
+    assert f"Decoded {i}: " in row["inputs_pretokenized"].decode()
+
+
+def test_t5x_stage1_conversion_refuses_misaligned_predictions(bench, tmp_path, capsys):
+  from kard_jax.pipeline import t5x_rationales
+
+  copy = _without_stage1(bench, tmp_path)
+  examples = read_examples(copy / "examples" / "validation.jsonl")
+  infer_file = tmp_path / "infer.jsonl"
+  jsonl.write_jsonl(infer_file, _t5x_infer_lines(examples)[::-1])
+  with pytest.raises(InputError, match=r"infer.jsonl:1: the input is not the Sci-CoT stage-1 "):
+    t5x_rationales.convert(infer_file, copy, "validation")
+  jsonl.write_jsonl(infer_file, _t5x_infer_lines(examples)[:-1])
+  assert t5x_rationales.main(["--infer_file", str(infer_file), "--data_dir", str(copy),
+                              "--split", "validation"]) == 1
+  assert "11 predictions for the 12 examples" in capsys.readouterr().err
+  assert not (copy / "rationales" / "scicot_validation.jsonl").exists()
+  # With ids among the inputs (input_fields_to_include), the order does not matter.
+  jsonl.write_jsonl(infer_file, _t5x_infer_lines(examples, with_ids=True)[::-1])
+  written = t5x_rationales.convert(infer_file, copy, "validation")
+  assert {r.id for r in written} == {ex.id for ex in examples}
+  assert all(r.rationale.endswith(f"the answer is {r.answer}.") for r in written)
