@@ -25,6 +25,7 @@ RENDERERS: dict[str, str] = {
     "retrieval_recall.json": "kard_jax.retrieval.report:render",
     "reranker_*.json": "kard_jax.reranker.report:render",
     "synthetic.json": "kard_jax.pipeline.report:markdown",
+    "bench_serve.json": "kard_jax.serve.report:render",
     "bench_*.json": "kard_jax.pipeline.readme:render_bench",
 }
 

@@ -37,7 +37,7 @@ class ApiError(Exception):
 class Limits:
   """What the loaded service can do (validated against every request)."""
   model_names: tuple[str, ...]
-  max_samples: int
+  max_samples: int  # 0: greedy decoding only
   max_tokens: int
   max_passages: int
 
@@ -118,7 +118,7 @@ def parse_request(kind: str, body: Mapping[str, Any], limits: Limits) -> Request
   if not question.strip():
     raise ApiError(400, "the question is empty", param="messages" if kind == CHAT else "prompt",
                    code="invalid_value")
-  n = _int(body, "n", 1, 1, limits.max_samples)
+  n = _int(body, "n", 1, 1, max(1, limits.max_samples))
   max_tokens = _int(body, "max_completion_tokens", limits.max_tokens, 1, limits.max_tokens)
   max_tokens = _int(body, "max_tokens", max_tokens, 1, limits.max_tokens)
   num_passages = body.get("num_passages")
@@ -131,6 +131,10 @@ def parse_request(kind: str, body: Mapping[str, Any], limits: Limits) -> Request
     raise ApiError(400, "temperature must be a number between 0 and 2", param="temperature",
                    code="out_of_range")
   greedy = temperature == 0 or (temperature is None and n == 1)
+  if not greedy and not limits.max_samples:
+    raise ApiError(400, "this server decodes greedily only (started with --max_samples 0); "
+                   "send temperature 0 or leave it out", param="temperature",
+                   code="sampling_disabled")
   stream = body.get("stream", False)
   if not isinstance(stream, bool):
     raise ApiError(400, "stream must be a boolean", param="stream", code="invalid_type")

@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from typing import Any, Sequence
 
 import numpy as np
@@ -34,6 +35,40 @@ log = logging.getLogger("kard.serve")
 GREEDY, SAMPLE = "greedy", "sample"
 _FEATURE_LENGTHS = re.compile(
     r"TASK_FEATURE_LENGTHS\s*=\s*\{\s*'inputs'\s*:\s*(\d+)\s*,\s*'targets'\s*:\s*(\d+)")
+
+
+class _CompileWatch:
+  """One process-wide JAX compile listener: every XLA compilation while no engine is compiling
+  its buckets counts as a recompilation of every serving engine (JAX does not say which function
+  compiled, and an unexpected compilation stalls all of them alike)."""
+
+  def __init__(self):
+    self.lock = threading.Lock()
+    self.compiling = 0
+    self.engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+    self.installed = False
+
+  def install(self) -> None:
+    import jax  # pylint: disable=import-outside-toplevel
+
+    with self.lock:
+      if not self.installed:
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+        self.installed = True
+
+  def _on_event(self, event: str, duration: float, **_: Any) -> None:
+    if event != "/jax/core/compile/backend_compile_duration":
+      return
+    with self.lock:
+      if self.compiling:
+        return
+      engines = list(self.engines)
+    for engine in engines:
+      engine.recompilations += 1
+      log.warning("recompilation while serving (%.2f s): #%d", duration, engine.recompilations)
+
+
+_WATCH = _CompileWatch()
 
 
 class RequestError(ValueError):
@@ -57,7 +92,7 @@ class EngineConfig:
   batch_buckets: tuple[int, ...] = (1, 4, 16, 32)
   length_buckets: tuple[int, ...] | None = None  # default: from the run's trained input length
   max_new_tokens: int | None = None  # default: the run's trained target length
-  max_samples: int = 5
+  max_samples: int = 5  # 0: no sampling mode (greedy only, half the compilations)
   min_new_tokens: int = 0  # EOS forbidden before this many tokens (the benchmark's fixed work)
   temperature: float = 1.0
   top_k: int = 50
@@ -71,8 +106,8 @@ class EngineConfig:
     if self.length_buckets is not None and (not self.length_buckets
                                             or min(self.length_buckets) < 2):
       raise ValueError("length buckets must be integers >= 2")
-    if self.max_samples < 1:
-      raise ValueError("max_samples must be >= 1")
+    if self.max_samples < 0:
+      raise ValueError("max_samples must be >= 0 (0: greedy decoding only)")
     if self.num_passages < 0:
       raise ValueError("num_passages must be >= 0")
     if self.temperature <= 0:
@@ -135,7 +170,7 @@ class Engine:
     self._index_lock = threading.Lock()
     lengths = dict(max_new_tokens=self.max_new_tokens, min_new_tokens=config.min_new_tokens)
     greedy = adapters.DecodeConfig(method="greedy", **lengths)
-    sample = adapters.DecodeConfig(method="sample", num_decodes=config.max_samples,
+    sample = adapters.DecodeConfig(method="sample", num_decodes=max(1, config.max_samples),
                                    temperature=config.temperature, top_k=config.top_k,
                                    top_p=config.top_p, **lengths)
     if student is None:
@@ -152,6 +187,7 @@ class Engine:
                                                  mesh=student.mesh, rules=rules,
                                                  param_shardings=shardings)
                  for mode, cfg in ((GREEDY, greedy), (SAMPLE, sample))}
+    self.modes = (GREEDY, SAMPLE) if config.max_samples else (GREEDY,)
     self.decode_configs = {GREEDY: greedy, SAMPLE: sample}
     self.reranker = None
     if config.reranker_dir:
@@ -163,7 +199,6 @@ class Engine:
     self.compiled = False
     self.compile_seconds = 0.0
     self.recompilations = 0
-    self._listening = False
 
   # --- start-up ---------------------------------------------------------------------------------
 
@@ -171,31 +206,31 @@ class Engine:
     """Compiles every (mode, batch bucket, length bucket) decode; returns the seconds it took."""
     import jax  # pylint: disable=import-outside-toplevel
 
-    start = time.perf_counter()
-    shapes = [(m, b, l) for m in (GREEDY, SAMPLE) for b in self.batch_buckets
-              for l in self.length_buckets]
-    for mode, batch, length in shapes:
-      tokens = np.zeros((batch, length), np.int32)
-      tokens[:, 0] = 1  # one EOS: an empty question
-      jax.block_until_ready(self._fns[mode](self.student.params, tokens,
-                                            jax.random.fold_in(self._key, 0)))
-    if self.reranker is not None:
-      self.reranker.warm_up(self.config.num_candidates)
-    self.search("warm up", max(1, self.config.num_passages))
-    self.compile_seconds = time.perf_counter() - start
+    _WATCH.install()
+    with _WATCH.lock:
+      _WATCH.compiling += 1
+    try:
+      start = time.perf_counter()
+      shapes = [(m, b, l) for m in self.modes for b in self.batch_buckets
+                for l in self.length_buckets]
+      for mode, batch, length in shapes:
+        tokens = np.zeros((batch, length), np.int32)
+        tokens[:, 0] = 1  # one EOS: an empty question
+        jax.block_until_ready(self._fns[mode](self.student.params, tokens,
+                                              jax.random.fold_in(self._key, 0)))
+      if self.reranker is not None:
+        self.reranker.warm_up(self.config.num_candidates)
+      self.search("warm up", max(1, self.config.num_passages))
+      self.compile_seconds = time.perf_counter() - start
+    finally:
+      with _WATCH.lock:
+        _WATCH.compiling -= 1
     self.compiled = True
-    if not self._listening:
-      jax.monitoring.register_event_duration_secs_listener(self._on_compile)
-      self._listening = True
-    log.info("compiled %d decoder shapes (modes greedy, sample x%d; batch %s; length %s) in "
-             "%.1f s", len(shapes), self.config.max_samples, list(self.batch_buckets),
-             list(self.length_buckets), self.compile_seconds)
+    _WATCH.engines.add(self)
+    log.info("compiled %d decoder shapes (modes %s; batch %s; length %s) in %.1f s", len(shapes),
+             ", ".join(self.modes), list(self.batch_buckets), list(self.length_buckets),
+             self.compile_seconds)
     return self.compile_seconds
-
-  def _on_compile(self, event: str, duration: float, **_: Any) -> None:
-    if event == "/jax/core/compile/backend_compile_duration" and self.compiled:
-      self.recompilations += 1
-      log.warning("recompilation while serving (%.2f s): #%d", duration, self.recompilations)
 
   # --- one request ------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ and the batcher's handling of cancelled jobs."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -74,6 +75,13 @@ def test_request_modes():
   assert api.parse_request(api.COMPLETION, {"prompt": ["q"]}, LIMITS).question == "q"
   with pytest.raises(api.ApiError):
     api.parse_json(b"{not json")
+  greedy_only = api.Limits(("kard",), max_samples=0, max_tokens=8, max_passages=4)
+  assert api.parse_request(api.CHAT, {"messages": [{"role": "user", "content": "q"}]},
+                           greedy_only).greedy
+  with pytest.raises(api.ApiError) as e:
+    api.parse_request(api.CHAT, {"messages": [{"role": "user", "content": "q"}], "n": 1,
+                                 "temperature": 0.5}, greedy_only)
+  assert e.value.body()["error"]["code"] == "sampling_disabled"
 
 
 def test_cancelled_job_is_dropped_before_decoding_and_frees_its_slot():
@@ -115,3 +123,22 @@ def test_jobs_of_one_mode_batch_together_and_modes_do_not_mix():
     assert seen == [("greedy", [1, 3]), ("sample", [2])]
   finally:
     batcher.stop()
+
+
+def test_bench_results_render_as_the_readme_table(tmp_path):
+  from kard_jax.pipeline import readme
+
+  row = lambda rps, batch: {"requests_per_s": rps, "latency_p50_ms": 100.0,  # noqa: E731
+                            "latency_p95_ms": 150.0, "mean_batch": batch, "recompilations": 0}
+  results = {"stamp": {"command": "bench/serve.py", "load_avg_1m": {"before": 0.5, "after": 1.0},
+                       "device": {"cpu": {"cpu_model": "Xeon", "logical_cores": 2}}},
+             "clients": 32, "requests_per_client": 2, "new_tokens": 24, "target_ratio": 4.0,
+             "models": {"tiny": {"parameters": 1_500_000, "batched": row(40.0, 12.5),
+                                 "unbatched": row(8.0, 1.0), "requests_per_s_ratio": 5.0}}}
+  (tmp_path / "results").mkdir()
+  (tmp_path / "results" / "bench_serve.json").write_text(json.dumps(results))
+  text = "<!-- table: results/bench_serve.json -->\nold\n<!-- /table -->\n"
+  out = readme.regenerate(text, str(tmp_path))
+  assert "| tiny (1.50M) | batched | 40.00 | 100 | 150 | 12.5 | 0 |" in out
+  assert "| tiny (1.50M) | unbatched | 8.00 |" in out
+  assert "tiny 5.0x (target 4.0x)" in out and "load average 0.5 before" in out

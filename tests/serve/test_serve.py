@@ -7,6 +7,7 @@ One module-scoped server (one training run, one start-up compilation) serves eve
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -306,6 +307,22 @@ def test_the_page_shows_answer_rationale_and_passages(served):
   assert answer == ("(no choice named)" if kard["answer"] is None else
                     f"{kard['answer']} ({kard['answer_text']})")
   assert model == served["engine"].model_name
+
+
+def test_a_compilation_while_serving_is_counted(served):
+  import jax
+  import numpy as np
+
+  engine = served["engine"]
+  before = engine.recompilations
+  other = engine_lib.Engine(dataclasses.replace(engine.config, max_samples=0),
+                            student=engine.student)
+  other.compile()  # is start-up, not a recompilation of either engine
+  assert engine.recompilations == before and other.recompilations == 0
+  jax.jit(lambda x: x * 3 + 1)(np.arange(7.0))  # a new program while serving
+  assert engine.recompilations == before + 1 and other.recompilations == 1
+  assert _get(served["url"], "/healthz")[1]["recompilations"] == before + 1
+  other.close()
 
 
 def test_help_documents_every_flag(capsys):

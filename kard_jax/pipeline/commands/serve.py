@@ -64,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="most tokens generated per answer, the limit of a request's max_tokens "
                    "(default: the run's trained target length)")
   dec.add_argument("--max_samples", type=int, default=5,
-                   help="samples drawn per sampled request; a request's n may be 1..this "
-                   "(default 5)")
+                   help="samples drawn per sampled request; a request's n may be 1..this; 0 "
+                   "serves greedy decoding only and compiles half as much (default 5)")
   dec.add_argument("--temperature", type=float, default=1.0,
                    help="sampling temperature (requests with temperature 0, or n=1 and no "
                    "temperature, decode greedily; any other temperature samples with this one; "
