@@ -68,6 +68,8 @@ class ServingReranker:
   def warm_up(self, num_candidates: int) -> None:
     """Compiles the scoring path at every shape serving can meet: the candidates of a question
     (fewer when few passages share its terms) are padded up to a multiple of 32."""
+    if self.tables.layout != "pairs":  # every passage's vectors now, not at a request's cost
+      self.reranker.passage_vectors(self.tables.passage_ids.positions)
     total = min(num_candidates, len(self.tables.passage_ids.positions))
     for n in sorted({min(total, k) for k in range(32, total + 32, 32)}):
       positions = np.arange(n, dtype=np.int64)
