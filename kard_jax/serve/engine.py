@@ -316,4 +316,5 @@ class Engine:
     return self.vocab.decode(list(tokens))
 
   def close(self) -> None:
+    _WATCH.engines.discard(self)
     self.index.close()

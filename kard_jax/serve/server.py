@@ -217,7 +217,9 @@ class Handler(BaseHTTPRequestHandler):
 def make_server(service: Service, host: str, port: int) -> ThreadingHTTPServer:
   """A threading HTTP server bound to (host, port) (port 0: any free port)."""
   handler = type("KardHandler", (Handler,), {"service": service})
-  server = ThreadingHTTPServer((host, port), handler)
+  # A listen backlog for many clients connecting at once (the default, 5, resets connections).
+  server_cls = type("KardHTTPServer", (ThreadingHTTPServer,), {"request_queue_size": 256})
+  server = server_cls((host, port), handler)
   server.daemon_threads = True
   return server
 

@@ -142,3 +142,31 @@ def test_bench_results_render_as_the_readme_table(tmp_path):
   assert "| tiny (1.50M) | batched | 40.00 | 100 | 150 | 12.5 | 0 |" in out
   assert "| tiny (1.50M) | unbatched | 8.00 |" in out
   assert "tiny 5.0x (target 4.0x)" in out and "load average 0.5 before" in out
+
+
+def test_many_clients_connecting_at_once_are_all_served():
+  import http.client
+  import types
+
+  from kard_jax.serve import server as server_lib
+
+  service = types.SimpleNamespace(names=("kard",), created=0, count=lambda name: None)
+  httpd = server_lib.make_server(service, "127.0.0.1", 0)
+  port = httpd.server_address[1]
+  statuses: list[int] = []
+  conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(64)]
+  for c in conns:  # 64 connections queue in the backlog before the server accepts any
+    c.connect()
+  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+  thread.start()
+  try:
+    for c in conns:
+      c.request("GET", "/v1/models")
+    for c in conns:
+      r = c.getresponse()
+      statuses.append(r.status)
+      assert json.loads(r.read())["data"][0]["id"] == "kard"
+  finally:
+    httpd.shutdown()
+    httpd.server_close()
+  assert statuses == [200] * 64
