@@ -43,6 +43,11 @@ case "$cmd" in
   test)
     ensure_runtime
     install_if_changed dev requirements-dev.txt
+    if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then  # the browser test's
+      echo "[run.sh] installing Debian's chromium and chromium-driver (first use only)" >&2
+      sudo=""; [[ $EUID -ne 0 ]] && sudo="sudo"
+      $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+    fi
     exec "$PY" -m pytest -n 2 --dist loadfile -q "$@" tests ;;
   kard)
     ensure_runtime

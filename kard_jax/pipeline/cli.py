@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rerank": ("rerank", "train, evaluate and apply the KARD passage reranker"),
     "pipeline": ("pipeline", "run the whole KARD pipeline (default: the synthetic benchmark)"),
     "plan": ("plan", "compile (never run) the train step and decoder for a mesh: memory, FLOPs, fit"),
+    "serve": ("serve", "serve a trained student as an OpenAI-compatible HTTP API with its sources"),
 }
 
 

@@ -26,6 +26,7 @@ RENDERERS: dict[str, str] = {
     "reranker_*.json": "kard_jax.reranker.report:render",
     "synthetic.json": "kard_jax.pipeline.report:markdown",
     "synthetic_*.json": "kard_jax.pipeline.report:markdown",
+    "bench_serve.json": "kard_jax.serve.report:render",
     "bench_*.json": "kard_jax.report.bench:render",
     "plan_*.json": "kard_jax.training.plan:render",
 }
