@@ -87,10 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   srv.add_argument("--verbose", action="store_true", help="log every HTTP request")
 
 
-def newest_finished(pattern: str) -> str | None:
-  """The stage directory matching `pattern` whose DONE.json finished last."""
+def newest_finished(*patterns: str) -> str | None:
+  """The stage directory matching one of `patterns` whose DONE.json finished last."""
   best, best_time = None, ""
-  for d in glob.glob(pattern):
+  for d in (d for pattern in patterns for d in glob.glob(pattern)):
     done = os.path.join(d, "DONE.json")
     if os.path.isfile(done):
       with open(done, encoding="utf-8") as f:
@@ -105,7 +105,9 @@ def from_work_dir(work_dir: str, benchmark: str, method: str) -> dict:
   from kard_jax.data.errors import InputError
 
   stages = os.path.join(work_dir, "stages", benchmark)
-  train = newest_finished(os.path.join(stages, "train", "kard_bm25", "*"))
+  # train/<method>/s<seed>/<key>: the student of any training seed (the newest finished).
+  train = newest_finished(os.path.join(stages, "train", "kard_bm25", "s*", "*"),
+                          os.path.join(stages, "train", "kard_bm25", "*"))
   if train is None:
     raise InputError(work_dir, f"no finished {benchmark}/train/kard_bm25 stage; run "
                      "`./run.sh` (or `kard pipeline`) first")
