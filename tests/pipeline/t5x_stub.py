@@ -368,6 +368,12 @@ def installed(stub_dir: pathlib.Path) -> Iterator[None]:
     path.write_text(text)
   saved_modules = {name: sys.modules.get(name) for name in MODULES}
   saved_paths = list(gin.config._LOCATION_PREFIXES)  # pylint: disable=protected-access
+  # Parsing registers the stubs' configurables (t5x.examples.t5.network.T5Config, ...) in gin's
+  # registry, which outlives clear_config: left there, a later test's plain `T5Config.d_model`
+  # binding in the same process would be ambiguous. The registry is restored on exit.
+  registry = gin.config._REGISTRY  # pylint: disable=protected-access
+  inverse = gin.config._INVERSE_REGISTRY  # pylint: disable=protected-access
+  saved_registry, saved_inverse = dict(registry.items()), dict(inverse)
   sys.modules.update(MODULES)
   gin.clear_config()
   gin.add_config_file_search_path(str(REPO_ROOT))
@@ -377,6 +383,11 @@ def installed(stub_dir: pathlib.Path) -> Iterator[None]:
   finally:
     gin.clear_config()
     gin.config._LOCATION_PREFIXES[:] = saved_paths  # pylint: disable=protected-access
+    registry.clear()
+    for selector, info in saved_registry.items():
+      registry[selector] = info
+    inverse.clear()
+    inverse.update(saved_inverse)
     for name, module in saved_modules.items():
       if module is None:
         sys.modules.pop(name, None)

@@ -23,6 +23,7 @@ import re
 import shlex
 
 import pytest
+import gin
 from gin import config_parser
 
 
@@ -452,3 +453,17 @@ def test_readme_t5x_commands_parse_as_t5x_and_cover_every_gin_file(t5x):
         convert[convert.index("--split") + 1]
   stage1 = ast.literal_eval(_flags(scicot[0])[1]["MODEL_DIR"])
   assert ast.literal_eval(_flags(scicot[1])[1]["CHECKPOINT_PATH"]).startswith(stage1 + "/")
+
+
+def test_the_t5x_stand_in_leaves_no_configurable_behind(tmp_path, monkeypatch):
+  """After the stand-in's block, a plain `T5Config` binding (the pipeline's students use them) is
+  not ambiguous with the stand-in's network.T5Config, whatever test ran before in the process."""
+  monkeypatch.setenv("KARD_DATA_DIR", str(tmp_path / "data"))
+  import tasks  # noqa: F401
+  path = next(p for p in _entry_files() if p.name == "flan_t5_finetune.gin")
+  with t5x_stub.installed(tmp_path / "t5x_src"):
+    t5x_stub.parse(str(path.relative_to(REPO_ROOT)), USER_FLAGS["train"])
+    registered = gin.config._REGISTRY.matching_selectors("T5Config")  # pylint: disable=protected-access
+    assert any(s.startswith("t5x.") for s in registered), registered
+  left = gin.config._REGISTRY.matching_selectors("T5Config")  # pylint: disable=protected-access
+  assert not any(s.startswith("t5x.") for s in left), left
