@@ -13,7 +13,7 @@ then writes the evaluation with the commands, their wall times and the provenanc
               minutes on a 2-core CPU.
 
     python bench/reranker_results.py --benchmark strategyqa|synthetic [--run DIR] [--out FILE]
-    python -m kard_jax.pipeline.readme        # re-render the README tables from the JSON
+    python -m kard_jax.report.readme        # re-render the README tables from the JSON
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
   out = args.out or os.path.join(ROOT, "results", f"reranker_{args.benchmark}.json")
   os.chdir(ROOT)
 
-  from kard_jax.pipeline import cli
+  from kard_jax.cli import main as cli
   from kard_jax.report import stamp
 
   run = os.path.abspath(args.run or tempfile.mkdtemp(prefix=f"reranker_{args.benchmark}_"))

@@ -2,7 +2,7 @@
 
 import sys
 
-from kard_jax.pipeline.cli import main
+from kard_jax.cli.main import main
 
 if __name__ == "__main__":
   sys.exit(main())

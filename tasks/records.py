@@ -108,7 +108,7 @@ def missing_stage1_message(data_dir: str, split: str) -> str:
           f"--gin_search_paths=$PWD --gin_file=gin_configs/t5x/kard_t5_infer.gin "
           f"--gin.MIXTURE_OR_TASK_NAME=\"'kard_{benchmark}_scicot_rationale'\" "
           f"--gin.utils.DatasetConfig.split=\"'{split}'\" --gin.CHECKPOINT_PATH=... "
-          f"--gin.INFER_OUTPUT_DIR=\"'OUT'\" && python -m kard_jax.pipeline.t5x_rationales "
+          f"--gin.INFER_OUTPUT_DIR=\"'OUT'\" && python -m kard_jax.interop.t5x_rationales "
           f"--data_dir {data_dir} --split {split} "
           f"--infer_file OUT/kard_{benchmark}_scicot_rationale-predict.jsonl-00000-of-00001"
           + (" (or train stage 2 without train-eval: --gin.train.train_eval_dataset_cfg=None)"

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from kard_jax.pipeline import benchmark_stages as bs
 from kard_jax.pipeline import methods as methods_lib
-from kard_jax.pipeline import report, results
+from kard_jax.report import results, tables
 from kard_jax.pipeline import student_stages as ss
 from kard_jax.pipeline.config import PipelineConfig
 from kard_jax.pipeline.stages import MissingStage, Store
@@ -256,7 +256,7 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
     stamp = measurement.stamp(commit=commit, dirty=dirty, load_avg_1m_during={
         "samples": len(load_samples), "mean": round(sum(load_samples) / len(load_samples), 2),
         "max": max(load_samples)} if load_samples else None)
-    paths = report.write_report(out, config.results_dir, config.name, with_plot=config.plot,
+    paths = tables.write_report(out, config.results_dir, config.name, with_plot=config.plot,
                                 stamp=stamp)
   return Outcome(out, paths, store.records)
 

@@ -104,7 +104,7 @@ def input_length(gin_file: str, bindings: Sequence[str]) -> int | None:
 
   import gin  # pylint: disable=import-outside-toplevel
 
-  from kard_jax.pipeline import flags  # pylint: disable=import-outside-toplevel
+  from kard_jax.cli import flags  # pylint: disable=import-outside-toplevel
 
   flags.parse_gin(argparse.Namespace(gin_file=[gin_file], gin_bindings=list(bindings),
                                      gin_search_paths=""))

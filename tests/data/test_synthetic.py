@@ -16,7 +16,7 @@ from kard_jax.data.answers import parse_answer
 from kard_jax.data.example import read_examples
 from kard_jax.data.rationale import read_rationales
 from kard_jax.data.synthetic import SyntheticConfig, generate, write_benchmark
-from kard_jax.pipeline.commands import data_synthetic
+from kard_jax.cli.commands import data_synthetic
 
 TINY = SyntheticConfig(num_entities=80, num_validation=24, num_test=40, seed=3)
 

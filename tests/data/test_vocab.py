@@ -13,7 +13,7 @@ from kard_jax.data import prompts, vocab
 from kard_jax.data.errors import InputError
 from kard_jax.data.example import read_examples
 from kard_jax.data.synthetic import SyntheticConfig, write_benchmark
-from kard_jax.pipeline.commands import vocab as vocab_command
+from kard_jax.cli.commands import vocab as vocab_command
 
 # Any existing T5-style model loads the same way; seqio ships a small one for its own tests.
 SEQIO_SPM = (pathlib.Path(seqio.__file__).parent / "test_data" / "sentencepiece" /

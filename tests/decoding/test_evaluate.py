@@ -9,7 +9,7 @@ import pytest
 from kard_jax.data.jsonl import read_jsonl
 from kard_jax.decoding import evaluate
 from kard_jax.decoding.voting import majority_vote
-from kard_jax.pipeline import cli
+from kard_jax.cli import main as cli
 from tests.decoding.chain_model import (LABEL_PROBS, LABELS, NUM_EXAMPLES, STEP, chain_examples,
                                         passages)
 

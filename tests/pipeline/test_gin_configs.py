@@ -19,7 +19,7 @@ STUDENT_METHODS = [k for k in methods_lib.METHODS if k != "teacher"]
 
 def _parse(files, bindings=()):
   from kard_jax.training import train as _train  # noqa: F401  (registers `train`)
-  from kard_jax.pipeline.commands import rerank as _rerank  # noqa: F401
+  from kard_jax.cli.commands import rerank as _rerank  # noqa: F401
   gin.clear_config()
   gin.add_config_file_search_path(str(REPO_ROOT))
   gin.parse_config_files_and_bindings([str(f) for f in files], list(bindings),

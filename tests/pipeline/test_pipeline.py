@@ -19,7 +19,8 @@ from kard_jax.data.example import read_examples
 from kard_jax.data.jsonl import iter_jsonl, read_jsonl
 from kard_jax.data.rationale import read_rationales
 from kard_jax.pipeline import config as config_lib
-from kard_jax.pipeline import results, runner, stages
+from kard_jax.pipeline import runner, stages
+from kard_jax.report import results
 
 TINY_STUDENT = ["T5Config.d_model=32", "T5Config.num_heads=2", "T5Config.head_dim=16",
                 "T5Config.d_ff=64", "TRAIN_STEPS=3", "WARMUP_STEPS=1", "BATCH_SIZE=8",

@@ -9,7 +9,9 @@ import pytest
 
 from kard_jax.data.example import Choice, Example
 from kard_jax.data.jsonl import write_jsonl
-from kard_jax.pipeline import layout, report, results, stages
+from kard_jax.pipeline import layout, stages
+from kard_jax.report import results
+from kard_jax.report import tables as report
 
 
 def _writer(name, content, calls):

@@ -11,7 +11,7 @@ FILES = ["gin_configs/reranker/strategyqa.gin", "gin_configs/reranker/synthetic.
 
 
 def _parse(path):
-  from kard_jax.pipeline.commands import rerank
+  from kard_jax.cli.commands import rerank
   from kard_jax.training import train as train_script
 
   gin.clear_config()

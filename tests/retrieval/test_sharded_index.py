@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kard_jax.data.errors import InputError
-from kard_jax.pipeline import cli
+from kard_jax.cli import main as cli
 from kard_jax.retrieval import sharded_index
 from kard_jax.retrieval.bm25_index import build_index, load_index
 from kard_jax.retrieval.passages import write_passages

@@ -126,7 +126,7 @@ def test_jobs_of_one_mode_batch_together_and_modes_do_not_mix():
 
 
 def test_bench_results_render_as_the_readme_table(tmp_path):
-  from kard_jax.pipeline import readme
+  from kard_jax.report import readme
 
   row = lambda rps, batch: {"requests_per_s": rps, "latency_p50_ms": 100.0,  # noqa: E731
                             "latency_p95_ms": 150.0, "mean_batch": batch, "recompilations": 0}

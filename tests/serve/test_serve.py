@@ -20,10 +20,10 @@ import pytest
 from kard_jax.data.answers import parse_answer
 from kard_jax.data.example import Choice, read_examples
 from kard_jax.decoding import voting
-from kard_jax.pipeline import cli
+from kard_jax.cli import main as cli
 from kard_jax.pipeline import config as config_lib
 from kard_jax.pipeline import runner
-from kard_jax.pipeline.commands import serve as serve_cmd
+from kard_jax.cli.commands import serve as serve_cmd
 from kard_jax.serve import engine as engine_lib
 from kard_jax.serve import questions
 from kard_jax.serve import server as server_lib

@@ -234,7 +234,7 @@ def test_scicot_answer_without_stage1_rationales_names_the_file_and_the_commands
   for part in ("kard_synthetic_scicot_answer", "python -m t5x.infer",
                "--gin.MIXTURE_OR_TASK_NAME=\"'kard_synthetic_scicot_rationale'\"",
                "--gin.utils.DatasetConfig.split=\"'validation'\"",
-               "python -m kard_jax.pipeline.t5x_rationales", "--split validation",
+               "python -m kard_jax.interop.t5x_rationales", "--split validation",
                "train_eval_dataset_cfg=None"):
     assert part in message, part
 
@@ -255,7 +255,7 @@ def _t5x_infer_lines(examples, with_ids=False):
 
 
 def test_t5x_stage1_predictions_become_stage2_validation_inputs(bench, tmp_path, capsys):
-  from kard_jax.pipeline import t5x_rationales
+  from kard_jax.interop import t5x_rationales
 
   copy = _without_stage1(bench, tmp_path)
   examples = read_examples(copy / "examples" / "validation.jsonl")
@@ -278,7 +278,7 @@ def test_t5x_stage1_predictions_become_stage2_validation_inputs(bench, tmp_path,
 
 
 def test_t5x_stage1_conversion_refuses_misaligned_predictions(bench, tmp_path, capsys):
-  from kard_jax.pipeline import t5x_rationales
+  from kard_jax.interop import t5x_rationales
 
   copy = _without_stage1(bench, tmp_path)
   examples = read_examples(copy / "examples" / "validation.jsonl")

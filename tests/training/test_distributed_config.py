@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kard_jax.pipeline import cli
+from kard_jax.cli import main as cli
 from kard_jax.training import partitioning
 from kard_jax.training.partitioning import DistributedConfig, resolve_distributed
 

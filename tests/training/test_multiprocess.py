@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pytest
 
-from kard_jax.pipeline import cli
+from kard_jax.cli import main as cli
 from kard_jax.training import checkpoints
 from tests.conftest import REPO_ROOT
 

@@ -20,7 +20,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import PartitionSpec as P
 
 from kard_jax.models import t5
-from kard_jax.pipeline import cli
+from kard_jax.cli import main as cli
 from kard_jax.training import checkpoints, input_pipeline, models, optimizers, partitioning
 from kard_jax.training import trainer as trainer_lib
 from tests.conftest import REPO_ROOT

@@ -1,0 +1,229 @@
+r"""`kard teach`: write DATA/<benchmark>/rationales/train.jsonl from a teacher.
+
+  # Any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, a proxy); resumable at any point.
+  OPENAI_API_KEY=... kard teach --data_dir data/strategyqa --base_url https://api.openai.com/v1 \
+      --model gpt-4o-mini --n 10 --temperature 0.7 --max_per_example 3 --rpm 500 --tpm 200000
+  kard teach --data_dir data/obqa --base_url http://localhost:8000/v1 --model Qwen2.5-7B-Instruct \
+      --mode completions --samples_per_request 1 --max_in_flight 32
+  # The synthetic benchmark's oracle teacher, and rationale files made elsewhere.
+  kard teach --data_dir data/synthetic --offline
+  kard teach --data_dir data/strategyqa --import_file theirs.jsonl --id_field qid \
+      --answer_field pred
+
+The last stdout line is a JSON summary: calls, retries, failures, tokens, kept and filtered
+rationales. Exit status 1 when some samples could not be collected: after temporary failures
+(rerun to retry only those), or when permanent errors (refused connection, HTTP 401/404, an HTML
+page) stopped the run; its one-line cause names the URL, the status and the body. Bad flag values
+exit 2 before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from kard_jax.data.example import read_examples
+from kard_jax.cli import flags
+
+HELP = ("Collect chain-of-thought rationales for a benchmark's training questions from an "
+        "OpenAI-compatible endpoint (resumable: every finished call is journaled), from the "
+        "synthetic benchmark's oracle (--offline), or from a file (--import_file); filter them "
+        "by answer (and an optional verifier) and write rationales/train.jsonl.")
+
+
+def _bool_flag(parser, name: str, default: bool, help_text: str) -> None:
+  """--NAME / --no_NAME (underscores, like every other flag here)."""
+  group = parser.add_mutually_exclusive_group()
+  group.add_argument(f"--{name}", dest=name, action="store_true", help=help_text)
+  group.add_argument(f"--no_{name}", dest=name, action="store_false", help=argparse.SUPPRESS)
+  parser.set_defaults(**{name: default})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.formatter_class = argparse.RawDescriptionHelpFormatter
+  parser.epilog = __doc__.split("\n", 2)[2]
+  g = parser.add_argument_group("data")
+  g.add_argument("--data_dir", required=True,
+                 help="a prepared benchmark directory DATA/<benchmark>")
+  g.add_argument("--benchmark", default=None,
+                 help="benchmark name for the built-in exemplars (default: the data_dir's name)")
+  g.add_argument("--split", default="train", help="examples split to teach (default train)")
+  g.add_argument("--limit", type=flags.positive_int, default=None,
+                 help="only the first N examples")
+  g.add_argument("--out", default=None, help="rationale file (default DATA_DIR/rationales/"
+                 "SPLIT.jsonl); written atomically")
+
+  g = parser.add_argument_group("source (default: an endpoint)")
+  src = g.add_mutually_exclusive_group()
+  src.add_argument("--offline", action="store_true",
+                   help="use the synthetic benchmark's oracle rationales (no endpoint)")
+  src.add_argument("--import_file", default=None,
+                   help="import rationales from this JSON-lines file instead of calling a teacher")
+  g.add_argument("--id_field", default="id", help="import: field holding the example id")
+  g.add_argument("--rationale_field", default="rationale", help="import: field with the text")
+  g.add_argument("--answer_field", default=None,
+                 help="import: field with the answer (label, choice text or yes/no), used when the "
+                 "text states none")
+  g.add_argument("--sample_field", default=None, help="import: field with the sample index")
+  g.add_argument("--teacher_field", default=None, help="import: field with the teacher's name")
+  g.add_argument("--teacher", default=None, help="import: teacher name when there is no field")
+
+  g = parser.add_argument_group("endpoint")
+  g.add_argument("--base_url", type=flags.http_url, default=None,
+                 help="e.g. https://api.openai.com/v1 or "
+                 "http://localhost:8000/v1 (/chat/completions or /completions is appended)")
+  g.add_argument("--model", default=None, help="model name sent to the endpoint")
+  g.add_argument("--api_key_env", default="OPENAI_API_KEY",
+                 help="environment variable holding the API key (unset: no Authorization header)")
+  g.add_argument("--mode", choices=("chat", "completions"), default="chat")
+  g.add_argument("--timeout", type=flags.positive_float, default=120.0,
+                 help="seconds per socket operation (connect, send, each read)")
+  g.add_argument("--deadline", type=flags.positive_float, default=None,
+                 help="seconds one attempt may take in all, however slowly the server trickles "
+                 "its answer (default: 3 x --timeout)")
+  g.add_argument("--max_retries", type=flags.non_negative_int, default=8,
+                 help="retries per call before it fails")
+  g.add_argument("--max_backoff", type=flags.non_negative_float, default=60.0,
+                 help="cap in seconds on one exponential-backoff sleep")
+  g.add_argument("--max_retry_after", type=flags.non_negative_float, default=600.0,
+                 help="cap in seconds on waiting for a server's Retry-After")
+  g.add_argument("--max_in_flight", type=flags.positive_int, default=8,
+                 help="most requests open at the server at once (an abandoned one counts until "
+                 "its connection is closed)")
+  g.add_argument("--max_config_errors", type=flags.positive_int, default=3,
+                 help="stop the run after this many configuration errors in a row (refused "
+                 "connection, unknown host, TLS, HTTP 400/401/403/404/422, a 200 that is not "
+                 "JSON)")
+  g.add_argument("--rpm", type=flags.positive_float, default=None,
+                 help="requests per minute limit")
+  g.add_argument("--tpm", type=flags.positive_float, default=None,
+                 help="tokens per minute limit")
+
+  g = parser.add_argument_group("sampling and prompts")
+  g.add_argument("--n", type=flags.positive_int, default=10, help="rationales sampled per question")
+  g.add_argument("--samples_per_request", type=flags.positive_int, default=None,
+                 help="samples asked for in one request (default n; 1 for servers that ignore n)")
+  g.add_argument("--temperature", type=flags.non_negative_float, default=0.7)
+  g.add_argument("--max_tokens", type=flags.positive_int, default=256)
+  g.add_argument("--top_p", type=flags.probability, default=None)
+  g.add_argument("--seed", type=int, default=None,
+                 help="send seed+first_sample with each request (for endpoints honouring seeds)")
+  _bool_flag(g, "give_answer", True, "show the gold answer and ask the teacher to explain it "
+             "(KARD); --no_give_answer: an honest few-shot teacher")
+  g.add_argument("--exemplars", default=None,
+                 help="JSON-lines exemplars (Example fields + \"explanation\") instead of the "
+                 "built-in ones")
+  g.add_argument("--num_exemplars", type=flags.non_negative_int, default=None,
+                 help="use only the first K")
+
+  g = parser.add_argument_group("filtering and output")
+  g.add_argument("--max_per_example", type=flags.positive_int, default=None,
+                 help="keep at most N gold-matching rationales per question (default all)")
+  g.add_argument("--verifier", default=None, metavar="MODULE:FACTORY",
+                 help="a verifier factory; its result's verify(example, rationale) must accept a "
+                 "rationale for it to be kept")
+  g.add_argument("--verifier_arg", action="append", default=[], metavar="KEY=VALUE",
+                 help="keyword argument for the verifier factory (repeatable)")
+  g.add_argument("--journal", default=None,
+                 help="call journal (default DATA_DIR/rationales/journal.jsonl)")
+  _bool_flag(g, "progress", True, "show a progress bar on stderr")
+
+
+def _verifier(args):
+  if not args.verifier:
+    return None
+  from kard_jax.teacher import filtering
+  options = {}
+  for item in args.verifier_arg:
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise SystemExit(f"kard teach: --verifier_arg {item!r} must be KEY=VALUE")
+    options[key] = value
+  return filtering.load_verifier(args.verifier, options)
+
+
+def _examples(args):
+  examples = read_examples(os.path.join(args.data_dir, "examples", f"{args.split}.jsonl"))
+  return examples[:args.limit] if args.limit is not None else examples
+
+
+def _endpoint(args, examples, out: str, verifier) -> tuple[dict, int]:
+  from kard_jax.teacher import exemplars as exemplars_lib
+  from kard_jax.teacher.client import Client, ClientConfig
+  from kard_jax.teacher.journal import Journal
+  from kard_jax.teacher.prompts import PromptBuilder, Sampling
+  from kard_jax.teacher.run import TeachConfig, teach
+
+  if not args.base_url or not args.model:
+    raise SystemExit("kard teach: --base_url and --model are required (or use --offline / "
+                     "--import_file)")
+  benchmark = args.benchmark or os.path.basename(os.path.normpath(args.data_dir))
+  if args.exemplars:
+    shots = exemplars_lib.load_exemplars(args.exemplars)
+  else:
+    try:
+      shots = exemplars_lib.exemplars_for(benchmark)
+    except ValueError as e:
+      raise SystemExit(f"kard teach: {e} (--exemplars FILE or --benchmark NAME)") from None
+  shots = shots[:args.num_exemplars] if args.num_exemplars is not None else shots
+  client = Client(ClientConfig(
+      base_url=args.base_url, model=args.model, api_key=os.environ.get(args.api_key_env) or None,
+      mode=args.mode, timeout_s=args.timeout, deadline_s=args.deadline,
+      max_retries=args.max_retries, max_permanent_errors=args.max_config_errors,
+      max_backoff_s=args.max_backoff, max_retry_after_s=args.max_retry_after, rpm=args.rpm,
+      tpm=args.tpm))
+  builder = PromptBuilder(tuple(shots), give_answer=args.give_answer, mode=args.mode)
+  sampling = Sampling(args.temperature, args.max_tokens, args.top_p)
+  config = TeachConfig(n=args.n, samples_per_request=args.samples_per_request,
+                       max_in_flight=args.max_in_flight, seed=args.seed,
+                       max_per_example=args.max_per_example, progress=args.progress)
+  journal_path = args.journal or os.path.join(args.data_dir, "rationales", "journal.jsonl")
+  with Journal(journal_path) as journal:
+    summary = teach(examples, client=client, builder=builder, sampling=sampling,
+                    journal=journal, config=config, out_path=out, verifier=verifier)
+  summary["journal"] = journal_path
+  if client.last_permanent is not None:
+    summary["last_permanent_error"] = client.last_permanent
+  return summary, 1 if summary["samples_missing"] else 0
+
+
+def run(args: argparse.Namespace) -> int:
+  from kard_jax.teacher import offline
+  from kard_jax.teacher.client import FatalError
+  from kard_jax.teacher.run import write_selected
+
+  out = args.out or os.path.join(args.data_dir, "rationales", f"{args.split}.jsonl")
+  verifier = _verifier(args)
+  status = 0
+  if args.offline:
+    examples, rationales = offline.synthetic_oracle(args.data_dir, args.split)
+    if args.limit is not None:
+      examples = examples[:args.limit]
+    summary = {"source": "synthetic-oracle", **write_selected(
+        examples, rationales, out, max_per_example=args.max_per_example, verifier=verifier)}
+  elif args.import_file:
+    examples = _examples(args)
+    fields = offline.Fields(args.id_field, args.rationale_field, args.answer_field,
+                            args.sample_field, args.teacher_field)
+    rationales, counts = offline.import_file(
+        args.import_file, examples, fields,
+        teacher=args.teacher or os.path.basename(args.import_file))
+    summary = {"source": args.import_file, **counts, **write_selected(
+        examples, rationales, out, max_per_example=args.max_per_example, verifier=verifier)}
+  else:
+    examples = _examples(args)
+    try:
+      summary, status = _endpoint(args, examples, out, verifier)
+    except FatalError as e:
+      print(f"error: {e}; stopped (finished calls are kept in the journal)", file=sys.stderr)
+      return 1
+    if status and summary.get("last_permanent_error"):
+      print(f"error: {summary['samples_missing']} samples could not be collected; the last "
+            f"permanent error: {summary['last_permanent_error']}", file=sys.stderr)
+    elif status:
+      print(f"warning: {summary['samples_missing']} samples could not be collected; rerun the "
+            "same command to retry only those", file=sys.stderr)
+  print(json.dumps(summary, sort_keys=True))
+  return status
