@@ -1,6 +1,6 @@
 """Assembling a reranker run: encoder weights, model, tables, trainer inputs; and rebuilding it.
 
-Everything here takes plain arguments; `kard rerank` (cli/commands/rerank.py) binds them
+Everything here takes plain arguments; `kard rerank` (pipeline/commands/rerank.py) binds them
 with gin. A run directory holds the trainer's checkpoints plus `model_config.json`, whose
 `config` is `RerankerConfig.to_json()` and the encoder checkpoint it started from, so evaluation
 and inference rebuild the same model without the gin files.
