@@ -161,21 +161,14 @@ def parse_gin(args: argparse.Namespace) -> None:
   """Makes gin's global config exactly args.gin_file plus args.gin_bindings.
 
   The config is cleared first: a command's settings are its files and flags, never what an
-  earlier command in the same process (the pipeline runs several) left bound.
+  earlier command in the same process left bound. This is the process edge: below it, code reads
+  gin files only through `kard_jax.training.gin_config.scoped`.
   """
   import gin  # imported here so commands that need no gin start fast
 
-  gin.clear_config()
+  from kard_jax.training import gin_config  # pylint: disable=import-outside-toplevel
 
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  paths = [p for p in getattr(args, "gin_search_paths", "").split(",") if p] + [root, os.getcwd()]
-  for p in paths:
-    gin.add_config_file_search_path(p)
-  for name in getattr(args, "gin_file", []) or []:
-    if not any(os.path.isfile(os.path.join(p, name)) for p in ["", *paths]):
-      from kard_jax.data.errors import InputError  # pylint: disable=import-outside-toplevel
-      raise InputError(name, f"gin file not found (searched the working directory and "
-                       f"{', '.join(dict.fromkeys(paths))})")
-  gin.parse_config_files_and_bindings(
-      list(getattr(args, "gin_file", []) or []), list(getattr(args, "gin_bindings", []) or []),
-      finalize_config=False)
+  gin.clear_config()
+  gin_config.parse(list(getattr(args, "gin_file", []) or []),
+                   list(getattr(args, "gin_bindings", []) or []),
+                   getattr(args, "gin_search_paths", "").split(","))

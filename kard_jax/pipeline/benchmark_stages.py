@@ -142,27 +142,29 @@ def knowledge_base(store: Store, bench: Bench, config: PipelineConfig) -> Artifa
 
 # ----------------------------------------------------------------------------- teacher
 
-_TEACH_FLAGS = {"file": "--import_file"}  # config key -> flag where the names differ
+_TEACH_FIELDS = {"file": "import_file"}  # config key -> TeacherJob field where the names differ
 
 
-def _teach_argv(teacher: Mapping[str, Any]) -> list[str]:
-  argv = []
-  for key, value in sorted(teacher.items()):
+def _teacher_job(spec: Mapping[str, Any], **fields: Any):
+  """The `TeacherJob` of a pipeline teacher spec (its keys are `kard teach`'s flag names; `file`
+  is --import_file; None values keep the default)."""
+  from kard_jax.teacher.collect import TeacherJob  # pylint: disable=import-outside-toplevel
+
+  known = {f.name for f in dataclasses.fields(TeacherJob)}
+  settings = {}
+  for key, value in sorted(spec.items()):
     if key == "source" or value is None:
       continue
-    flag = _TEACH_FLAGS.get(key, f"--{key}")
-    if value is True:
-      argv.append(flag)
-    elif value is False:
-      argv.append(f"--no_{key}")
-    else:
-      argv += [flag, str(value)]
-  return argv
+    name = _TEACH_FIELDS.get(key, key)
+    if name not in known:
+      raise ValueError(f"teacher setting {key!r} is not a `kard teach` flag")
+    settings[name] = value
+  return TeacherJob(**{**settings, **fields})
 
 
 def teacher(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
-  """rationales/train.jsonl: through `kard teach` (the synthetic oracle, a rationale file keyed
-  by example id, or an endpoint), or, for files keyed by question (`qid` / `question` /
+  """rationales/train.jsonl: through `teacher.collect` (the synthetic oracle, a rationale file
+  keyed by example id, or an endpoint), or, for files keyed by question (`qid` / `question` /
   `rationale` / `teacher_answer`, like ../shared/data/rationales/), `kard_jax.data.rationale_import`
   (lines without a qid are matched by question text). Either way filtered by the gold answer."""
   spec = dict(config.teacher)
@@ -175,19 +177,26 @@ def teacher(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
     if not spec.get("file"):
       raise ValueError(f"a {source!r} teacher needs {{'file': ...}}")
     inputs["teacher_file"] = store.source(spec["file"])
-  argv_tail = (["--offline"] if source == "offline" else []) + _teach_argv(spec)
+  fixed = {"offline": True} if source == "offline" else {}
   if config.max_rationales is not None:
-    argv_tail += ["--max_per_example", str(config.max_rationales)]
+    fixed["max_per_example"] = config.max_rationales
 
   def make(out):
+    from kard_jax.teacher import collect  # pylint: disable=import-outside-toplevel
+
     dest = os.path.join(out, "rationales", "train.jsonl")
     if source == "rationale_file":
       return _import_rationale_file(spec["file"], bench, config, dest)
     ws = bench.workspace(out, ("examples", "manifest.json"))
-    argv = ["teach", "--data_dir", ws, "--benchmark", config.benchmark, "--out", dest]
+    where = {"data_dir": ws, "benchmark": config.benchmark, "out": dest}
     if source == "endpoint":
-      argv += ["--journal", os.path.join(out, "journal.jsonl")]
-    run_command(argv + argv_tail)
+      where["journal"] = os.path.join(out, "journal.jsonl")
+    summary, status = collect.collect(_teacher_job(spec, **where, **fixed))
+    if status:
+      raise RuntimeError(f"the teacher left {summary['samples_missing']} samples uncollected"
+                         + (f" (last permanent error: {summary['last_permanent_error']})"
+                            if summary.get("last_permanent_error") else "")
+                         + "; rerun the pipeline to retry only those")
     return {"rationales": sum(1 for _ in jsonl.iter_jsonl(dest))}
 
   art = store.run(bench.stage("teacher"), make, inputs=inputs,

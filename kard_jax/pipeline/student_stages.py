@@ -1,8 +1,9 @@
 """The student stages: train a method's student, decode the evaluation split, and Sci-CoT's hand-over.
 
-Training runs `kard train` in this process with the method's gin file (plus the pipeline's
-bindings: model directory, vocabulary size), after registering the benchmark's SeqIO tasks on
-the assembled view. A stage's key covers the gin files (with their includes), the bindings and
+Training reads the method's gin file (plus the pipeline's bindings: model directory, vocabulary
+size, seed) into a `training.train.TrainConfig` in a gin scope (`training.gin_config.scoped`), then
+runs it with `training.train.run`, after registering the benchmark's SeqIO tasks on the
+assembled view. A stage's key covers the gin files (with their includes), the bindings and
 the content of exactly the files its task reads, so e.g. adding a method or re-running the
 reranker never retrains answer-only fine-tuning.
 """
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 from kard_jax.data import jsonl
 from kard_jax.decoding.adapters import DecodeConfig
 from kard_jax.pipeline import methods as methods_lib
-from kard_jax.pipeline.benchmark_stages import Bench, run_command
+from kard_jax.pipeline.benchmark_stages import Bench
 from kard_jax.pipeline.config import PipelineConfig, method_gin
 from kard_jax.pipeline.stages import Artifact, Store
 
@@ -100,20 +101,9 @@ def register_tasks(bench: Bench, config: PipelineConfig,
 def input_length(gin_file: str, bindings: Sequence[str]) -> int | None:
   """TASK_FEATURE_LENGTHS['inputs'] of a method's training gin file with `bindings`: the length
   its task fits inputs to, in training and in evaluation alike (None when it binds none)."""
-  import argparse  # pylint: disable=import-outside-toplevel
+  from kard_jax.training import gin_config  # pylint: disable=import-outside-toplevel
 
-  import gin  # pylint: disable=import-outside-toplevel
-
-  from kard_jax.cli import flags  # pylint: disable=import-outside-toplevel
-
-  flags.parse_gin(argparse.Namespace(gin_file=[gin_file], gin_bindings=list(bindings),
-                                     gin_search_paths=""))
-  try:
-    lengths = gin.query_parameter("%TASK_FEATURE_LENGTHS")
-  except ValueError:
-    lengths = None
-  finally:
-    gin.clear_config()
+  lengths = gin_config.query([gin_file], bindings, "%TASK_FEATURE_LENGTHS")
   return int(lengths["inputs"]) if lengths and lengths.get("inputs") else None
 
 
@@ -146,12 +136,15 @@ def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
     settings["multitask_rates"] = list(config.multitask_rates)
 
   def make(out):
-    import gin  # pylint: disable=import-outside-toplevel
+    from kard_jax.training import gin_config  # pylint: disable=import-outside-toplevel
+    from kard_jax.training import train as train_lib  # pylint: disable=import-outside-toplevel
 
     register_tasks(bench, config, input_length(gin_file, bindings))
-    gin.clear_config()
-    run_command(["train", "--gin_file", gin_file, "--model_dir", os.path.join(out, "model")]
-                + [f"--gin.{b}" for b in bindings])
+    model_dir = os.path.join(out, "model")
+    # MODEL_DIR as `kard train --model_dir` binds it (gin files may read the macro).
+    with gin_config.scoped([gin_file], bindings + [f"MODEL_DIR = {model_dir!r}"]):
+      train_config = train_lib.config_from_gin(model_dir=model_dir)
+    train_lib.run(train_config)
     return {"method": owner.key}
 
   art = store.run(bench.stage("train", owner.key, f"s{seed}"), make, inputs=inputs,

@@ -1,12 +1,16 @@
-"""`train(...)`: the one gin-configurable entry point that turns a config into a training run.
+"""A training run: `run(TrainConfig)`, and `train(...)`, its gin-configurable face.
 
-Gin files bind it as T5X's do (`from kard_jax.training import train as train_script`, then
-`train_script.train.total_steps = ...`); on the command line `--gin.train.total_steps=...` works
-too. Everything below this function takes plain arguments.
+`run` takes a `TrainConfig` of built objects (model, dataset configs, optimizer) and reads no gin.
+Gin files bind `train` as T5X's do (`from kard_jax.training import train as train_script`, then
+`train_script.train.total_steps = ...`; on the command line `--gin.train.total_steps=...`);
+calling `train` builds the `TrainConfig` from its arguments and runs it. `config_from_gin` builds
+the same `TrainConfig` from gin's current bindings of `train` without running it (see
+`gin_config`: `kard train` and the pipeline's student stage both train through it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Callable, Sequence
 
@@ -23,14 +27,65 @@ from kard_jax.training import trainer as trainer_lib
 log = logging.getLogger(__name__)
 
 
+DEFAULT_OPTIMIZER = optimizers.adafactor
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything one training run needs, built (see `train` for what each field means).
+
+  `optimizer` is the optax transformation itself (made from `train`'s optimizer factory and
+  learning rate); `config_text` is written to model_dir/config.gin as the run's configuration.
+  """
+  model: models_lib.BaseModel
+  model_dir: str
+  train_dataset_cfg: input_pipeline.DatasetConfigLike
+  total_steps: int
+  optimizer: optax.GradientTransformation
+  learning_rate: float | optax.Schedule = DEFAULT_LEARNING_RATE
+  train_eval_dataset_cfg: input_pipeline.DatasetConfigLike | None = None
+  eval_period: int = 0
+  eval_steps: int | None = None
+  checkpoint_period: int = 1000
+  keep_checkpoints: int | None = None
+  async_checkpointing: bool = True
+  mesh_shape: Sequence[int] = (-1, 1)
+  logical_axis_rules: Sequence[tuple[str, str | None]] | None = None
+  num_microbatches: int | None = None
+  init_checkpoint: str | None = None
+  random_seed: int = 0
+  log_period: int = 10
+  show_progress: bool = True
+  distributed: partitioning.DistributedConfig | None = None
+  config_text: str = ""
+
+
+def make_config(*, optimizer: Callable[..., optax.GradientTransformation] = DEFAULT_OPTIMIZER,
+                learning_rate: float | optax.Schedule = DEFAULT_LEARNING_RATE,
+                config_text: str = "", **fields) -> TrainConfig:
+  """A `TrainConfig` from `train`'s arguments: the optimizer factory is called here, so a gin
+  binding of the optimizer applies where the config is made (not where it runs)."""
+  return TrainConfig(optimizer=optimizer(learning_rate), learning_rate=learning_rate,
+                     config_text=config_text, **fields)
+
+
+def config_from_gin(**overrides) -> TrainConfig:
+  """The `TrainConfig` that calling `train(**overrides)` would run, from gin's current bindings
+  of `train` (references evaluated now: models, dataset configs, the optimizer). Its
+  `config_text` is gin's whole parsed configuration (files and bindings)."""
+  kwargs = {**gin.get_bindings(train), **overrides}
+  return make_config(config_text=gin.config_str(), **kwargs)
+
+
 @gin.configurable
 def train(*,
           model: models_lib.BaseModel,
           model_dir: str,
           train_dataset_cfg: input_pipeline.DatasetConfigLike,
           total_steps: int,
-          optimizer: Callable[..., optax.GradientTransformation] = optimizers.adafactor,
-          learning_rate: float | optax.Schedule = 1e-3,
+          optimizer: Callable[..., optax.GradientTransformation] = DEFAULT_OPTIMIZER,
+          learning_rate: float | optax.Schedule = DEFAULT_LEARNING_RATE,
           train_eval_dataset_cfg: input_pipeline.DatasetConfigLike | None = None,
           eval_period: int = 0,
           eval_steps: int | None = None,
@@ -72,44 +127,51 @@ def train(*,
       process then reads its own shard of the input, every process takes part in each checkpoint
       save and restore, and only process 0 writes summaries, config.gin and model_config.json.
   """
-  partitioning.maybe_initialize_distributed(distributed)
-  rules = list(logical_axis_rules or partitioning.standard_logical_axis_rules())
-  mesh = partitioning.create_mesh(mesh_shape)
+  fields = dict(locals())
+  return run(make_config(config_text=gin.operative_config_str(), **fields))
+
+
+def run(config: TrainConfig) -> trainer_lib.TrainResult:
+  """Trains `config.model` for `config.total_steps` global batches, resuming `config.model_dir`
+  (a run already at `total_steps` returns at once). Reads no gin."""
+  c = config
+  partitioning.maybe_initialize_distributed(c.distributed)
+  rules = list(c.logical_axis_rules or partitioning.standard_logical_axis_rules())
+  mesh = partitioning.create_mesh(c.mesh_shape)
   shard_info = partitioning.host_shard_info(mesh)
-  seed = int(random_seed)
+  seed = int(c.random_seed)
   log.info("mesh %s over %d devices, host %d of %d", dict(mesh.shape), mesh.size,
            shard_info.index, shard_info.num_shards)
 
-  converter = model.FEATURE_CONVERTER_CLS
-  train_input = train_dataset_cfg.make_input(converter, shard_info, training=True, seed=seed)
+  converter = c.model.FEATURE_CONVERTER_CLS
+  train_input = c.train_dataset_cfg.make_input(converter, shard_info, training=True, seed=seed)
   eval_input = None
-  if train_eval_dataset_cfg is not None:
-    eval_input = train_eval_dataset_cfg.make_input(converter, shard_info, training=False,
-                                                   seed=seed)
+  if c.train_eval_dataset_cfg is not None:
+    eval_input = c.train_eval_dataset_cfg.make_input(converter, shard_info, training=False,
+                                                     seed=seed)
 
-  tx = optimizer(learning_rate)
-  trainer = trainer_lib.Trainer(model, tx, learning_rate, mesh, rules, train_input.element_spec,
-                                num_microbatches)
-  checkpointer = ckpt_lib.Checkpointer(model_dir, checkpoint_period, keep_checkpoints,
-                                       use_async=async_checkpointing)
+  trainer = trainer_lib.Trainer(c.model, c.optimizer, c.learning_rate, mesh, rules,
+                                train_input.element_spec, c.num_microbatches)
+  checkpointer = ckpt_lib.Checkpointer(c.model_dir, c.checkpoint_period, c.keep_checkpoints,
+                                       use_async=c.async_checkpointing)
 
   def init_params():
-    if init_checkpoint is None:
+    if c.init_checkpoint is None:
       return None
-    path = trainer_lib.find_params_checkpoint(init_checkpoint)
+    path = trainer_lib.find_params_checkpoint(c.init_checkpoint)
     log.info("initialising parameters from %s", path)
     return ckpt_lib.restore_params(path, trainer.setup.abstract_state.params,
                                    trainer.setup.shardings.params)
 
   def on_start(state):
-    ckpt_lib.write_model_config(model_dir, model.describe())
-    ckpt_lib.write_text(model_dir, ckpt_lib.GIN_CONFIG, gin.operative_config_str())
+    ckpt_lib.write_model_config(c.model_dir, c.model.describe())
+    ckpt_lib.write_text(c.model_dir, ckpt_lib.GIN_CONFIG, c.config_text)
 
   try:
     return trainer_lib.train_loop(
-        trainer, train_input, int(total_steps), model_dir, seed, checkpointer,
-        init_params=init_params, eval_input=eval_input, eval_period=int(eval_period),
-        eval_steps=eval_steps, log_period=int(log_period), show_progress=show_progress,
+        trainer, train_input, int(c.total_steps), c.model_dir, seed, checkpointer,
+        init_params=init_params, eval_input=eval_input, eval_period=int(c.eval_period),
+        eval_steps=c.eval_steps, log_period=int(c.log_period), show_progress=c.show_progress,
         on_start=on_start)
   finally:
     checkpointer.close()

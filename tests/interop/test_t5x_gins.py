@@ -246,7 +246,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax.linen import partitioning as nn_partitioning  # noqa: E402
 
-from tests.pipeline import t5x_stub  # noqa: E402
+from tests.interop import t5x_stub  # noqa: E402
 
 # What a user passes on the command line besides the file (T5X's REQUIRED macros).
 USER_FLAGS = {"train": ["MODEL_DIR='/tmp/kard_model'"],

@@ -61,13 +61,12 @@ def run(args: argparse.Namespace) -> int:
   files = args.config or [DEFAULT_CONFIG]
   gin_args = argparse.Namespace(gin_file=files, gin_search_paths=args.gin_search_paths,
                                 gin_bindings=list(getattr(args, "gin_bindings", [])))
-  gin.clear_config()
-  flags.parse_gin(gin_args)
+  flags.parse_gin(gin_args)  # the process edge: gin's config is the pipeline's files alone
   config = config_lib.PipelineConfig()
   if args.results_dir:
     import dataclasses  # pylint: disable=import-outside-toplevel
     config = dataclasses.replace(config, results_dir=args.results_dir)
-  gin.clear_config()  # the pipeline's settings are read; stages parse their own gin files
+  gin.clear_config()  # the pipeline's settings are read; stages read theirs in gin scopes
 
   os.makedirs(args.work_dir, exist_ok=True)
   _setup_jax(args.work_dir, cache=not args.no_compile_cache)

@@ -1,4 +1,4 @@
-r"""`kard teach`: write DATA/<benchmark>/rationales/train.jsonl from a teacher.
+r"""`kard teach`: DATA/<benchmark>/rationales/train.jsonl from a teacher (`teacher.collect`).
 
   # Any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, a proxy); resumable at any point.
   OPENAI_API_KEY=... kard teach --data_dir data/strategyqa --base_url https://api.openai.com/v1 \
@@ -20,11 +20,10 @@ exit 2 before anything runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import sys
 
-from kard_jax.data.example import read_examples
 from kard_jax.cli import flags
 
 HELP = ("Collect chain-of-thought rationales for a benchmark's training questions from an "
@@ -131,99 +130,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   _bool_flag(g, "progress", True, "show a progress bar on stderr")
 
 
-def _verifier(args):
-  if not args.verifier:
-    return None
-  from kard_jax.teacher import filtering
-  options = {}
-  for item in args.verifier_arg:
-    key, sep, value = item.partition("=")
-    if not sep:
-      raise SystemExit(f"kard teach: --verifier_arg {item!r} must be KEY=VALUE")
-    options[key] = value
-  return filtering.load_verifier(args.verifier, options)
+def job_from_args(args: argparse.Namespace):
+  """The `teacher.collect.TeacherJob` these flags describe (its fields are the flags' names)."""
+  from kard_jax.teacher.collect import TeacherJob
 
-
-def _examples(args):
-  examples = read_examples(os.path.join(args.data_dir, "examples", f"{args.split}.jsonl"))
-  return examples[:args.limit] if args.limit is not None else examples
-
-
-def _endpoint(args, examples, out: str, verifier) -> tuple[dict, int]:
-  from kard_jax.teacher import exemplars as exemplars_lib
-  from kard_jax.teacher.client import Client, ClientConfig
-  from kard_jax.teacher.journal import Journal
-  from kard_jax.teacher.prompts import PromptBuilder, Sampling
-  from kard_jax.teacher.run import TeachConfig, teach
-
-  if not args.base_url or not args.model:
-    raise SystemExit("kard teach: --base_url and --model are required (or use --offline / "
-                     "--import_file)")
-  benchmark = args.benchmark or os.path.basename(os.path.normpath(args.data_dir))
-  if args.exemplars:
-    shots = exemplars_lib.load_exemplars(args.exemplars)
-  else:
-    try:
-      shots = exemplars_lib.exemplars_for(benchmark)
-    except ValueError as e:
-      raise SystemExit(f"kard teach: {e} (--exemplars FILE or --benchmark NAME)") from None
-  shots = shots[:args.num_exemplars] if args.num_exemplars is not None else shots
-  client = Client(ClientConfig(
-      base_url=args.base_url, model=args.model, api_key=os.environ.get(args.api_key_env) or None,
-      mode=args.mode, timeout_s=args.timeout, deadline_s=args.deadline,
-      max_retries=args.max_retries, max_permanent_errors=args.max_config_errors,
-      max_backoff_s=args.max_backoff, max_retry_after_s=args.max_retry_after, rpm=args.rpm,
-      tpm=args.tpm))
-  builder = PromptBuilder(tuple(shots), give_answer=args.give_answer, mode=args.mode)
-  sampling = Sampling(args.temperature, args.max_tokens, args.top_p)
-  config = TeachConfig(n=args.n, samples_per_request=args.samples_per_request,
-                       max_in_flight=args.max_in_flight, seed=args.seed,
-                       max_per_example=args.max_per_example, progress=args.progress)
-  journal_path = args.journal or os.path.join(args.data_dir, "rationales", "journal.jsonl")
-  with Journal(journal_path) as journal:
-    summary = teach(examples, client=client, builder=builder, sampling=sampling,
-                    journal=journal, config=config, out_path=out, verifier=verifier)
-  summary["journal"] = journal_path
-  if client.last_permanent is not None:
-    summary["last_permanent_error"] = client.last_permanent
-  return summary, 1 if summary["samples_missing"] else 0
+  return TeacherJob(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TeacherJob)})
 
 
 def run(args: argparse.Namespace) -> int:
-  from kard_jax.teacher import offline
+  from kard_jax.teacher import collect
   from kard_jax.teacher.client import FatalError
-  from kard_jax.teacher.run import write_selected
 
-  out = args.out or os.path.join(args.data_dir, "rationales", f"{args.split}.jsonl")
-  verifier = _verifier(args)
-  status = 0
-  if args.offline:
-    examples, rationales = offline.synthetic_oracle(args.data_dir, args.split)
-    if args.limit is not None:
-      examples = examples[:args.limit]
-    summary = {"source": "synthetic-oracle", **write_selected(
-        examples, rationales, out, max_per_example=args.max_per_example, verifier=verifier)}
-  elif args.import_file:
-    examples = _examples(args)
-    fields = offline.Fields(args.id_field, args.rationale_field, args.answer_field,
-                            args.sample_field, args.teacher_field)
-    rationales, counts = offline.import_file(
-        args.import_file, examples, fields,
-        teacher=args.teacher or os.path.basename(args.import_file))
-    summary = {"source": args.import_file, **counts, **write_selected(
-        examples, rationales, out, max_per_example=args.max_per_example, verifier=verifier)}
-  else:
-    examples = _examples(args)
-    try:
-      summary, status = _endpoint(args, examples, out, verifier)
-    except FatalError as e:
-      print(f"error: {e}; stopped (finished calls are kept in the journal)", file=sys.stderr)
-      return 1
-    if status and summary.get("last_permanent_error"):
-      print(f"error: {summary['samples_missing']} samples could not be collected; the last "
-            f"permanent error: {summary['last_permanent_error']}", file=sys.stderr)
-    elif status:
-      print(f"warning: {summary['samples_missing']} samples could not be collected; rerun the "
-            "same command to retry only those", file=sys.stderr)
+  try:
+    summary, status = collect.collect(job_from_args(args))
+  except collect.TeacherConfigError as e:
+    print(f"kard teach: {e}", file=sys.stderr)
+    return 2
+  except FatalError as e:
+    print(f"error: {e}; stopped (finished calls are kept in the journal)", file=sys.stderr)
+    return 1
+  if status and summary.get("last_permanent_error"):
+    print(f"error: {summary['samples_missing']} samples could not be collected; the last "
+          f"permanent error: {summary['last_permanent_error']}", file=sys.stderr)
+  elif status:
+    print(f"warning: {summary['samples_missing']} samples could not be collected; rerun the "
+          "same command to retry only those", file=sys.stderr)
   print(json.dumps(summary, sort_keys=True))
   return status

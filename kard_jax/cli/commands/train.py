@@ -1,4 +1,5 @@
-"""`kard train`: run `kard_jax.training.train.train` from gin files (T5X's train.py flags)."""
+"""`kard train`: gin files and flags -> `training.train.TrainConfig` -> `training.train.run`
+(T5X's train.py flags)."""
 
 from __future__ import annotations
 
@@ -66,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
   from kard_jax.training import train as train_lib
   from kard_jax.training import trainer as trainer_lib
 
-  kwargs = {"model_dir": args.model_dir} if args.model_dir else {}
+  overrides = {"model_dir": args.model_dir} if args.model_dir else {}
   try:
-    result = train_lib.train(**kwargs)
+    result = train_lib.run(train_lib.config_from_gin(**overrides))
   except trainer_lib.NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
