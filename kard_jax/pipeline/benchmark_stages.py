@@ -57,7 +57,7 @@ class Bench:
 
 def run_command(argv: list[str]) -> None:
   """Runs a `kard` subcommand in this process (imports and compiled code are shared)."""
-  from kard_jax.pipeline import cli  # pylint: disable=import-outside-toplevel
+  from kard_jax.cli import main as cli  # pylint: disable=import-outside-toplevel
 
   code = cli.main(argv)
   if code:
