@@ -47,7 +47,8 @@ def cached(tmp_path_factory):
   write_benchmark(SyntheticConfig(num_entities=20, num_validation=4, num_test=4, seed=2), bench)
   vocab.train_benchmark_vocab(bench, 300)
   cache = tmp_path_factory.mktemp("seqio_cache")
-  env = dict(os.environ, KARD_DATA_DIR=str(data),
+  env = {k: v for k, v in os.environ.items() if not k.startswith("KARD_")}  # default vocab etc.
+  env.update(KARD_DATA_DIR=str(data),
              PYTHONPATH=os.pathsep.join([REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
   proc = subprocess.run(cache_command(cache, [TASK]), env=env, cwd=REPO, capture_output=True,
                         text=True, timeout=300)
