@@ -10,13 +10,13 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
-install_if_changed() {  # $1: stamp name, rest: pip install arguments
+install_if_changed() {  # $1: stamp name, rest: requirement files ($NO_DEPS set: pip --no-deps)
   local stamp="$VENV/.installed-$1"; shift
   local want
   want="$(cat "$@" pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return 0; fi
   echo "[run.sh] installing $* into .venv (first use only)" >&2
-  "$PY" -m pip install -q --disable-pip-version-check "${@/#/-r}"
+  "$PY" -m pip install -q --disable-pip-version-check ${NO_DEPS:+--no-deps} "${@/#/-r}"
   echo "$want" >"$stamp"
 }
 
@@ -43,6 +43,7 @@ case "$cmd" in
   test)
     ensure_runtime
     install_if_changed dev requirements-dev.txt
+    NO_DEPS=1 install_if_changed beam requirements-beam.txt  # why --no-deps: see that file
     if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then  # the browser test's
       echo "[run.sh] installing Debian's chromium and chromium-driver (first use only)" >&2
       sudo=""; [[ $EUID -ne 0 ]] && sudo="sudo"

@@ -103,7 +103,8 @@ def register_benchmark(benchmark: str, data_dir, vocab_path=None, prefix: str = 
         name, source=_source(spec, data_dir, num_passages, max_rationales, max_input_length,
                              vocab),
         output_features=features,
-        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+        preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                       seqio.preprocessors.append_eos_after_trim],
         postprocess_fn=metrics.postprocess, metric_fns=[metrics.accuracy])
     names.append(name)
   for suffix, parts in MIXTURES.items():

@@ -51,6 +51,11 @@ class DatasetConfig:
   """A SeqIO dataset, as T5X's `utils.DatasetConfig` describes one (global `batch_size`).
 
   `seed` None takes the run's seed. `module` is imported first so that its tasks are registered.
+  `use_cached` reads the task(s) from SeqIO's offline cache (written by
+  `python -m seqio.scripts.cache_tasks_main`, see README "Scaling out") found in `cache_dirs`
+  (added to SeqIO's global cache directories; T5X's `--seqio_additional_cache_dirs`). The cache
+  holds the same examples, in the order Beam wrote them: every epoch has the same examples as
+  the uncached stream, in another order.
   """
   mixture_or_task_name: str
   task_feature_lengths: Mapping[str, int]
@@ -61,6 +66,7 @@ class DatasetConfig:
   pack: bool = True
   use_cached: bool = False
   module: str | None = None
+  cache_dirs: tuple[str, ...] = ()
 
   def make_input(self, feature_converter_cls, shard_info, training, seed):
     if feature_converter_cls is None:
@@ -68,6 +74,27 @@ class DatasetConfig:
                        "needs a model with a FEATURE_CONVERTER_CLS")
     return SeqioInput(self, feature_converter_cls, shard_info, training,
                       self.seed if self.seed is not None else seed)
+
+
+def check_cached(name: str, cache_dirs=()) -> None:
+  """Adds `cache_dirs` to SeqIO's cache directories; raises ValueError unless every task of the
+  task or mixture `name` is cached in one of them (SeqIO would assert, or silently process a task
+  that cannot be cached on the fly)."""
+  new = [d for d in map(str, cache_dirs) if d not in seqio.get_global_cache_dirs()]
+  if new:
+    seqio.add_global_cache_dirs(new)
+  provider = seqio.get_mixture_or_task(name)
+  subtasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+  for task in subtasks:
+    if not task.supports_caching:
+      raise ValueError(f"use_cached: task {task.name!r} cannot be cached (its preprocessors have "
+                       "no seqio.CacheDatasetPlaceholder)")
+    if not task.cache_dir:
+      raise ValueError(
+          f"use_cached: task {task.name!r} is not cached in any of {seqio.get_global_cache_dirs()}"
+          " (cache_dirs); write it with `python -m seqio.scripts.cache_tasks_main "
+          f"--module_import=tasks --tasks={task.name} --output_cache_dir=DIR` (README, "
+          "\"Scaling out\")")
 
 
 def local_batch_size(global_batch_size: int, shard_info: seqio.ShardInfo) -> int:
@@ -84,6 +111,8 @@ class SeqioInput(InputPipeline):
                shard_info: seqio.ShardInfo, training: bool, seed: int):
     if cfg.module:
       importlib.import_module(cfg.module)
+    if cfg.use_cached:
+      check_cached(cfg.mixture_or_task_name, cfg.cache_dirs)
     self.cfg = cfg
     self.training = training
     self.seed = int(seed)
