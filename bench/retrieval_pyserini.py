@@ -157,7 +157,8 @@ def write_lucene_docs(passages_path: str, n: int, tokenised_path: str, raw_path:
       starts = np.concatenate([[0], ends[:-1]])
       texts = [bag_text(chunk.stems, chunk.stem[a:b], chunk.tf[a:b]) for a, b in zip(starts, ends)]
       tok_s += time.perf_counter() - t
-      tok.writelines(json.dumps({"id": p["id"], "contents": c}) + "\n" for p, c in zip(batch, texts))
+      tok.writelines(json.dumps({"id": p["id"], "contents": c}) + "\n"
+                     for p, c in zip(batch, texts))
       raw.writelines(json.dumps({"id": p["id"], "contents": p["text"]}) + "\n" for p in batch)
       batch.clear()
 

@@ -46,7 +46,8 @@ def render(results: Mapping[str, Any]) -> str:
         f"{_num(r['latency_ms_p95'], 1)} |")
   p = projection
   lines.append(
-      f"| {p['passages']:,} (projection) | — | {_num(p['build_s'])} | {_num(p['peak_rss_gb'], 2)} | "
+      f"| {p['passages']:,} (projection) | — | {_num(p['build_s'])} | "
+      f"{_num(p['peak_rss_gb'], 2)} | "
       f"{_num(p['index_gb_total'], 2)} ({_num(p['index_gb_matrices'], 2)}) | {_num(p['qps'])} | "
       f"{_num(p['qps_1_thread'])} | — |")
   corpus = results["corpus"]
