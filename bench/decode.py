@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import common as bench_common  # noqa: E402
 from kard_jax.report import bench as bench_lib  # noqa: E402
 
 FULL = dict(batch=8, input_length=256, new_tokens=64, samples=5, top_k=50, top_p=0.95)
@@ -66,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if args.repeats < 1 or args.threads < 0:
     parser.error("--repeats must be >= 1 and --threads >= 0")
-  if args.threads > 0:  # before JAX or PyTorch create their thread pools
-    cores = sorted(os.sched_getaffinity(0))
-    if args.threads > len(cores):
-      parser.error(f"--threads {args.threads}: only {len(cores)} cores are available")
-    os.sched_setaffinity(0, cores[:args.threads])
+  bench_common.pin_cores(parser, args.threads)  # before JAX or PyTorch create their thread pools
   shape = TINY if args.tiny else FULL
   B, S, N = shape["batch"], shape["input_length"], shape["new_tokens"]
 

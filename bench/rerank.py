@@ -34,6 +34,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import common  # noqa: E402
 from kard_jax.report import bench as bench_lib  # noqa: E402
 
 DATA = os.path.join(ROOT, "..", "shared", "data", "strategyqa")
@@ -83,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
   if min(args.questions, args.candidates, args.query_length, args.passage_length,
          args.compression_dim, args.repeats) < 1 or args.threads < 0:
     parser.error("sizes and --repeats must be >= 1, --threads >= 0")
-  cores = sorted(os.sched_getaffinity(0))
-  if args.threads > len(cores):
-    parser.error(f"--threads {args.threads}: only {len(cores)} cores are available")
-  if args.threads > 0:  # before JAX or PyTorch create their thread pools
-    os.sched_setaffinity(0, cores[:args.threads])
-  n_threads = len(os.sched_getaffinity(0))
+  n_threads = common.pin_cores(parser, args.threads)  # before JAX/PyTorch make thread pools
 
   m = bench_lib.measurement(("jax", "jaxlib", "flax", "torch", "transformers"), __file__, argv)
 

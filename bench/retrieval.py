@@ -37,35 +37,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import common  # noqa: E402
 from kard_jax.report import bench as bench_lib  # noqa: E402
-
-
-def _words(rng: np.random.Generator, n: int) -> np.ndarray:
-  """n distinct pronounceable pseudo-words of 2-5 syllables."""
-  syllables = np.array([c + v for c in "bcdfghjklmnprstvz" for v in "aeiou"])
-  out = np.zeros(0, dtype="<U16")
-  while len(out) < n:
-    m = 2 * n
-    k = rng.integers(2, 6, size=m)
-    parts = syllables[rng.integers(0, len(syllables), size=(m, 5))]
-    w = parts[:, 0]
-    for j in range(1, 5):
-      w = np.where(k > j, np.char.add(w, parts[:, j]), w)
-    out = np.unique(np.concatenate([out, w]))
-  return rng.permutation(out)[:n]
 
 
 def synthetic_corpus(n: int, seed: int = 0, vocab_size: int = 300_000, zipf_s: float = 1.1,
                      mean_len: int = 100) -> list[str]:
   """Zipfian text: English stop words take the top ranks (~40% of tokens, as in English)."""
-  from bm25s.stopwords import STOPWORDS_EN
-
   rng = np.random.default_rng(seed)
-  stop = np.array(sorted(set(STOPWORDS_EN)))
-  vocab = np.concatenate([stop[rng.permutation(len(stop))], _words(rng, vocab_size)])
-  vocab = vocab.astype(object)
-  cdf = np.cumsum(np.arange(1, len(vocab) + 1, dtype=np.float64) ** -zipf_s)
-  cdf /= cdf[-1]
+  vocab, cdf = common.zipf_vocabulary(rng, vocab_size, zipf_s)
   out = []
   for start in range(0, n, 100_000):  # bounded memory for the token ids
     m = min(100_000, n - start)

@@ -33,57 +33,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-WORDS_PER_PASSAGE = 100
-QUERY_WORDS = 10
-
-
-def _pseudo_words(rng: np.random.Generator, n: int) -> np.ndarray:
-  """n distinct pronounceable pseudo-words of 2-5 syllables."""
-  syllables = np.array([c + v for c in "bcdfghjklmnprstvz" for v in "aeiou"])
-  out = np.zeros(0, dtype="<U16")
-  while len(out) < n:
-    m = 2 * n
-    k = rng.integers(2, 6, size=m)
-    parts = syllables[rng.integers(0, len(syllables), size=(m, 5))]
-    w = parts[:, 0]
-    for j in range(1, 5):
-      w = np.where(k > j, np.char.add(w, parts[:, j]), w)
-    out = np.unique(np.concatenate([out, w]))
-  return rng.permutation(out)[:n]
-
-
-def write_corpus(path: str, n: int, seed: int = 0, vocab_size: int = 300_000,
-                 zipf_s: float = 1.1) -> None:
-  """`n` passages of exactly 100 Zipfian words as kb/passages.jsonl lines ({id, title, text})."""
-  from bm25s.stopwords import STOPWORDS_EN
-
-  rng = np.random.default_rng(seed)
-  stop = np.array(sorted(set(STOPWORDS_EN)))
-  vocab = np.concatenate([stop[rng.permutation(len(stop))], _pseudo_words(rng, vocab_size)])
-  vocab = vocab.astype(object)
-  cdf = np.cumsum(np.arange(1, len(vocab) + 1, dtype=np.float64) ** -zipf_s)
-  cdf /= cdf[-1]
-  with open(path, "w", encoding="utf-8") as f:
-    for start in range(0, n, 50_000):  # bounded memory
-      m = min(50_000, n - start)
-      words = vocab[np.searchsorted(cdf, rng.random(m * WORDS_PER_PASSAGE))]
-      words = words.reshape(m, WORDS_PER_PASSAGE)
-      f.writelines(f'{{"id": "p{start + i}", "title": "", "text": "{" ".join(row)}"}}\n'
-                   for i, row in enumerate(words))
-
-
-def sample_queries(path: str, n_passages: int, n: int, seed: int = 1) -> list[str]:
-  """`n` queries of 10 words drawn from random passages among the first `n_passages`."""
-  rng = np.random.default_rng(seed)
-  wanted = set(rng.choice(n_passages, size=min(n, n_passages), replace=False).tolist())
-  texts = []
-  with open(path, encoding="utf-8") as f:
-    for i, line in enumerate(f):
-      if i >= n_passages:
-        break
-      if i in wanted:
-        texts.append(json.loads(line)["text"].split())
-  return [" ".join(rng.choice(w, size=QUERY_WORDS, replace=False)) for w in texts]
+from bench.common import (QUERY_WORDS, WORDS_PER_PASSAGE, make_work_dir,  # noqa: E402
+                          sample_queries, write_corpus)
 
 
 def _dir_bytes(path: str, matrices_only: bool = False) -> int:
@@ -191,6 +142,7 @@ def main(argv=None) -> int:
                       help="where the corpus and indexes go (default: a temporary directory)")
   parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
+  make_work_dir(parser, args.work_dir)
   if args.child:
     with open(args.child, encoding="utf-8") as f:
       spec = json.load(f)

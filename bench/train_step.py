@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import common  # noqa: E402
 from kard_jax.report import bench as bench_lib  # noqa: E402
 
 FULL = dict(batch=8, input_length=256, target_length=64)
@@ -69,12 +70,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if args.steps < 1 or args.warmup < 1 or args.threads < 0 or not 0 <= args.dropout < 1:
     parser.error("--steps and --warmup must be >= 1, --threads >= 0, 0 <= --dropout < 1")
-  cores = sorted(os.sched_getaffinity(0))
-  if args.threads > len(cores):
-    parser.error(f"--threads {args.threads}: only {len(cores)} cores are available")
-  if args.threads > 0:  # before JAX or PyTorch create their thread pools
-    os.sched_setaffinity(0, cores[:args.threads])
-  n_threads = len(os.sched_getaffinity(0))
+  n_threads = common.pin_cores(parser, args.threads)  # before JAX/PyTorch make thread pools
   shape = TINY if args.tiny else FULL
   if args.tiny:
     args.steps, args.warmup = min(args.steps, 2), 1

@@ -27,6 +27,7 @@ RENDERERS: dict[str, str] = {
     "synthetic.json": "kard_jax.report.tables:markdown",
     "synthetic_*.json": "kard_jax.report.tables:markdown",
     "bench_serve.json": "kard_jax.serve.report:render",
+    "bench_retrieval_scale.json": "kard_jax.retrieval.scale_report:render",
     "bench_*.json": "kard_jax.report.bench:render",
     "plan_*.json": "kard_jax.training.plan:render",
 }

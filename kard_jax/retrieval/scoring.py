@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 Hits = tuple[np.ndarray, np.ndarray]  # (passage positions int64, scores float32), best first
 
@@ -28,6 +31,15 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
   except AttributeError:  # not on Linux
     return max(1, os.cpu_count() or 1)
+
+
+def map_in_threads(fn: Callable[[T], R], items: Sequence[T], n_threads: int) -> list[R]:
+  """`fn` over `items`, results in order, on up to `n_threads` threads (the sparse products and
+  top-k selections release the GIL); one thread, or one item, runs inline."""
+  if n_threads <= 1 or len(items) <= 1:
+    return [fn(x) for x in items]
+  with ThreadPoolExecutor(max_workers=n_threads) as pool:
+    return list(pool.map(fn, items))
 
 
 def select_top_k(positions: np.ndarray, scores: np.ndarray, k: int) -> Hits:
@@ -91,12 +103,7 @@ class TermMatrix:
         progress.update(len(batch))
       return hits
 
-    if n_threads <= 1 or len(batches) <= 1:
-      results = [run(b) for b in batches]
-    else:
-      with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        results = list(pool.map(run, batches))
-    return [h for hits in results for h in hits]
+    return [h for hits in map_in_threads(run, batches, n_threads) for h in hits]
 
   def scores_for(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """BM25 scores of the given passages under `query`, bit-equal to what `top_k` computes."""

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -38,7 +37,8 @@ from kard_jax.data.errors import InputError
 from kard_jax.retrieval import bm25_index
 from kard_jax.retrieval.bm25_index import BM25Config
 from kard_jax.retrieval.passages import Passage, PassageStore, PassageWriter
-from kard_jax.retrieval.scoring import Hits, TermMatrix, default_threads, select_top_k
+from kard_jax.retrieval.scoring import (Hits, TermMatrix, default_threads, map_in_threads,
+                                        select_top_k)
 from kard_jax.retrieval.tokenizer import Tokenizer
 
 FORMAT = "kard-bm25-sharded"
@@ -327,23 +327,15 @@ class ShardedBM25Index:
     starts = range(0, len(encoded), batch_size)
     jobs = [(s, b) for s in range(len(self.matrices)) for b in starts]
 
-    def run(job):
-      s, b = job
-      return self.matrices[s]._top_k_batch(encoded[b:b + batch_size], k)  # pylint: disable=protected-access
-
     with tqdm(total=len(jobs), desc="retrieve", unit=" batches", disable=not show_progress,
               mininterval=1.0) as bar:
-      if n_threads <= 1 or len(jobs) <= 1:
-        results = []
-        for job in jobs:
-          results.append(run(job))
-          bar.update(1)
-      else:
-        with ThreadPoolExecutor(max_workers=n_threads) as pool:
-          results = []
-          for r in pool.map(run, jobs):
-            results.append(r)
-            bar.update(1)
+      def run(job):
+        s, b = job
+        hits = self.matrices[s]._top_k_batch(encoded[b:b + batch_size], k)  # pylint: disable=protected-access
+        bar.update(1)
+        return hits
+
+      results = map_in_threads(run, jobs, n_threads)
     per_shard: list[list[Hits]] = [[] for _ in self.matrices]
     for (s, _), hits in zip(jobs, results):
       per_shard[s].extend(hits)

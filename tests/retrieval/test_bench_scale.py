@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from kard_jax.report.stamp import missing_stamp_fields
+from kard_jax.retrieval import scale_report
 from tests.conftest import REPO_ROOT
 
 
@@ -35,8 +36,9 @@ def test_projection_is_linear_in_passages():
 
 def test_tiny_run_writes_stamped_results(tmp_path):
   out = tmp_path / "scale.json"
+  work = tmp_path / "not" / "yet"  # a missing --work_dir is created
   proc = subprocess.run([sys.executable, "bench/retrieval_scale.py", "--tiny", "--out", str(out),
-                         "--work_dir", str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
+                         "--work_dir", str(work)], cwd=REPO_ROOT, capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   last = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -56,3 +58,20 @@ def test_tiny_run_writes_stamped_results(tmp_path):
   assert "not a measurement" in written["projection"]["method"]
   assert last["passages"] == 6_000 and last["qps"] == large["qps"]
   assert last["load_avg_1m"] == written["stamp"]["load_avg_1m"]
+  assert work.is_dir() and list(work.iterdir()) == []  # the temporary corpus is gone
+  table = scale_report.render(written)  # what the README shows
+  assert "`--tiny` test configuration" in table
+  assert "| 6,000 | 3 |" in table and "| 100,000 (projection) |" in table
+  assert f"{large['qps']:,.0f}" in table.split("| 6,000 | 3 |")[1].splitlines()[0]
+  assert written["stamp"]["commit"][:12] in table
+
+
+def test_a_work_dir_that_cannot_be_made_is_a_one_line_error(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  proc = subprocess.run([sys.executable, "bench/retrieval_scale.py", "--tiny",
+                         "--work_dir", str(blocker / "sub")], cwd=REPO_ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 2
+  assert "Traceback" not in proc.stderr
+  assert f"--work_dir {blocker / 'sub'}: cannot create it" in proc.stderr.splitlines()[-1]
