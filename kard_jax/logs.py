@@ -218,9 +218,10 @@ def routed(command: str, *run_dirs: str | None, verbose: bool = False, enabled: 
   root.addHandler(console)
   root.setLevel(min(OWN_LEVEL, saved_level or logging.WARNING))
   logging.captureWarnings(True)
-  _active = path
+  _active, failed = path, True
   try:
     yield path
+    failed = False
   except BaseException as e:
     if not isinstance(e, (KeyboardInterrupt, SystemExit, *expected)):
       print(f"(library messages of this run: {path})", file=sys.stderr)
@@ -245,3 +246,5 @@ def routed(command: str, *run_dirs: str | None, verbose: bool = False, enabled: 
         tee.wait(timeout=30)
       except subprocess.TimeoutExpired:  # a child process still holds the pipe; it finishes alone
         pass
+    if not failed and os.path.getsize(path) == 0:  # a quiet command leaves no file behind
+      os.remove(path)

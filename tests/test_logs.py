@@ -93,10 +93,16 @@ def test_an_unwritable_run_dir_falls_back_to_KARD_LOG_DIR(tmp_path, monkeypatch)
 
 def test_commands_started_in_the_same_second_get_their_own_files(tmp_path):
   paths = []
-  for _ in range(3):
+  for i in range(3):
     with logs.routed("data", str(tmp_path)) as path:
       paths.append(path)
-  assert len(set(paths)) == 3 and all(os.path.isfile(p) for p in paths)
+      absl_logging.warning("run %d", i)
+  assert len(set(paths)) == 3
+  assert [open(p, encoding="utf-8").read().strip()[-5:] for p in paths] == [
+      "run 0", "run 1", "run 2"]
+  with logs.routed("data", str(tmp_path)) as quiet:
+    pass
+  assert not os.path.exists(quiet)  # nothing logged, no file left
 
 
 def test_kard_logs_in_the_run_directory_and_creates_no_input_directory(tmp_path, monkeypatch):
