@@ -106,9 +106,9 @@ def _fallback_dir() -> str:
   return os.path.join(cache, "kard_jax", "logs")
 
 
-def _open_log(command: str, run_dirs: list[str | None]) -> tuple[str, int]:
-  """Creates RUN_DIR/logs/COMMAND-STAMP.log in the first of `run_dirs` that can be written (else
-  the fallback directory); returns its path and an append-mode descriptor."""
+def _new_log(command: str, run_dirs: list[str | None]) -> str:
+  """Creates RUN_DIR/logs/COMMAND-STAMP.log (empty) in the first of `run_dirs` that can be
+  written, else in the fallback directory; returns its path."""
   stamp = time.strftime("%Y%m%d-%H%M%S")
   folders = [os.path.join(d, "logs") for d in run_dirs if d] + [_fallback_dir()]
   for folder in folders:
@@ -120,7 +120,8 @@ def _open_log(command: str, run_dirs: list[str | None]) -> tuple[str, int]:
       path = os.path.join(folder, name + ".log")
       try:
         os.makedirs(folder, exist_ok=True)
-        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        return path
       except FileExistsError:
         continue
       except OSError:
@@ -171,8 +172,7 @@ def routed(command: str, *run_dirs: str | None, verbose: bool = False, enabled: 
     yield _active
     return
   verbose = verbose or verbose_from_env()
-  path, log_fd = _open_log(command, list(run_dirs))
-  os.close(log_fd)  # created; the tee and the file handler append to it
+  path = _new_log(command, list(run_dirs))  # the tee and the file handler append to it
   root = logging.getLogger()
   saved_level, saved_handlers = root.level, list(root.handlers)
   # Our handler must be on the root before any library logs: absl's `warning()` calls
