@@ -7,6 +7,7 @@ subprocess lets it be compiled once.
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,10 +134,11 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(tmp_path, compile_cache
   finally:
     gin.clear_config()
   assert sorted(os.listdir(reference)) == ["checkpoint_100", "checkpoint_80", "checkpoint_90",
-                                           "config.gin", "model_config.json", "train"]
+                                           "config.gin", "logs", "model_config.json", "train"]
 
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=compile_cache,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # a newcomer's shell: the console must stay quiet anyway
   cmd = [sys.executable, "-m", "kard_jax"] + _args(gin_file, tmp_path / "killed")
   log = open(tmp_path / "killed.log", "wb")
   proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -147,8 +149,10 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(tmp_path, compile_cache
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   log.close()
-  out = (tmp_path / "killed.log").read_text(errors="replace")[-3000:]
+  console = (tmp_path / "killed.log").read_text(errors="replace")
+  out = console[-3000:]
   assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed:\n{out}"
+  _assert_library_logs_in_file_only(console, tmp_path / "killed")
   killed_at = max(int(n.split("_")[1]) for n in os.listdir(tmp_path / "killed")
                   if n.startswith("checkpoint_") and "tmp" not in n)
   assert period <= killed_at < total
@@ -167,3 +171,15 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(tmp_path, compile_cache
   assert len(flat_want) == len(flat_got)
   for path, value in flat_want:
     assert np.array_equal(value, flat_got[path]), jax.tree_util.keystr(path)
+
+
+def _assert_library_logs_in_file_only(console: str, model_dir):
+  """The console shows no absl/TensorFlow/XLA log line (Python's absl format, or C++'s
+  "W1207 05:20:00.123 ..." and TensorFlow's start-up notice); the run's log file holds SeqIO's
+  warning."""
+  library_line = re.compile(r"^(WARNING|INFO|ERROR):absl:|^[IWEF]\d{4} \d\d:\d\d:\d\d|"
+                            r"^WARNING: All log messages before absl::InitializeLog", re.M)
+  assert not library_line.search(console), console
+  (log,) = (model_dir / "logs").glob("train-*.log")
+  text = log.read_text()
+  assert "WARNING absl: Using an uncached FunctionDataset for training" in text, text[-3000:]

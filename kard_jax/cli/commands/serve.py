@@ -129,10 +129,8 @@ def from_work_dir(work_dir: str, benchmark: str, method: str) -> dict:
 def run(args: argparse.Namespace) -> int:
   from kard_jax.data.errors import InputError
 
-  logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                      format="%(asctime)s %(message)s", stream=sys.stderr)
-  for name in ("absl", "jax", "tensorflow"):
-    logging.getLogger(name).setLevel(logging.WARNING)
+  from kard_jax import logs
+  logs.console_level("kard.serve", logging.DEBUG if args.verbose else logging.INFO)
   found = from_work_dir(args.work_dir, args.benchmark, args.method) if args.work_dir else {}
   model_dir = args.model_dir or found.get("model_dir")
   index = args.index or found.get("index")
