@@ -106,8 +106,8 @@ def test_commands_started_in_the_same_second_get_their_own_files(tmp_path):
 
 
 def test_kard_logs_in_the_run_directory_and_creates_no_input_directory(tmp_path, monkeypatch):
-  from kard_jax.pipeline import cli
-  from kard_jax.pipeline.commands import vocab
+  from kard_jax.cli import main as cli
+  from kard_jax.cli.commands import vocab
 
   seen = []
   monkeypatch.setattr(vocab, "run", lambda args: seen.append(logs.current_log()) or 0)
