@@ -5,8 +5,8 @@ evaluate, apply.
 Typed throughout: `train(TrainConfig, RunPaths)`, `evaluate(RunPaths, EvalConfig)` and
 `apply(RunPaths, ApplyConfig)` return what they made. `kard rerank` builds these configs from its
 flags and gin files; the pipeline's reranker stage builds them from its own config. Gin is read
-once, at the process edge, into a standalone `TrainConfig` (`TrainConfig.from_gin`); nothing here
-reads gin's global config.
+once, at the process edge, into a standalone `TrainConfig` (`TrainConfig.from_gin`, the only code
+here that reads gin's global config); training then passes every trainer argument explicitly.
 
 Layout read:
   DATA/examples/{split}.jsonl, DATA/rationales/train.jsonl   questions and teacher rationales
