@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
   import transformers
 
   from kard_jax.models import bert_tokenizer, bert_weights, minilm
-  from kard_jax.reranker import interaction
   from kard_jax.report import limits as limits_lib
   from kard_jax.reranker import scorer as scorer_lib
 
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
   # Inference as `kard rerank apply` runs it: passage vectors precomputed once.
   p_vec = np.asarray(jax.jit(lambda prm, i, m: module.apply(
       {"params": prm}, i, m, method="encode_passages"))(params, p_ids, p_mask))
-  cached = jax.jit(lambda prm, qi, qm, pv, pm: interaction.maxsim(
+  cached = jax.jit(lambda prm, qi, qm, pv, pm: scorer_lib.maxsim(
       module.apply({"params": prm}, qi, qm, method="encode_query"), qm > 0, pv, pm > 0))
   run_cached = lambda: np.asarray(cached(params, q["input_ids"], q["attention_mask"], p_vec,  # noqa
                                          p_mask))

@@ -60,18 +60,22 @@ class DecodeConfig:
 
 
 def run_decoder(config: DecodeConfig, tokens_to_logits: decode_lib.TokensToLogits, cache: Any,
-                first_tokens_B: jax.Array, rng: jax.Array) -> decode_lib.DecodeResult:
-  """Dispatches to greedy, sampling or beam search with `config`'s settings."""
+                first_tokens_B: jax.Array, rng: jax.Array,
+                cache_batch_axes: decode_lib.BatchAxes | None = None) -> decode_lib.DecodeResult:
+  """Dispatches to greedy, sampling or beam search with `config`'s settings (`cache_batch_axes`:
+  each cache array's batch axis, see `decode.BatchAxes`)."""
   common = dict(max_new_tokens=config.max_new_tokens, eos_id=config.eos_id,
                 min_new_tokens=config.min_new_tokens)
   if config.method == "greedy":
     return decode_lib.greedy_decode(tokens_to_logits, cache, first_tokens_B, **common)
   if config.method == "beam":
     return beam_lib.beam_search(tokens_to_logits, cache, first_tokens_B,
-                                beams=config.num_decodes, alpha=config.alpha, **common)
+                                beams=config.num_decodes, alpha=config.alpha,
+                                cache_batch_axes=cache_batch_axes, **common)
   return decode_lib.sample_decode(tokens_to_logits, cache, first_tokens_B, rng,
                                   num_samples=config.num_decodes, temperature=config.temperature,
-                                  top_k=config.top_k, top_p=config.top_p, **common)
+                                  top_k=config.top_k, top_p=config.top_p,
+                                  cache_batch_axes=cache_batch_axes, **common)
 
 
 _CROSS_ATTENTION = "encoder_decoder_attention"
@@ -112,7 +116,7 @@ def encoder_decoder_generate(module: nn.Module, params: Any, encoder_input_token
   _, primed = decoder_step(cache, encoded, encoder_input_tokens,
                            jnp.zeros((batch, 1), jnp.int32))
   _, cross = _split_cross_attention(primed)  # projections, and each layer's step count (1)
-  cross = decode_lib.expand_batch(cross, batch, n)
+  cross = decode_lib.expand_batch(cross, batch, n, t5.cache_batch_axes(cross))
   encoded_n = jnp.repeat(encoded, n, axis=0)  # read only at a layer's first step: unused here
   inputs_n = jnp.repeat(encoder_input_tokens, n, axis=0)
 
@@ -123,7 +127,8 @@ def encoder_decoder_generate(module: nn.Module, params: Any, encoder_input_token
     return logits, _split_cross_attention(cache)[0]
 
   first = jnp.zeros((batch,), jnp.int32)  # T5's decoder starts from id 0
-  return run_decoder(config, tokens_to_logits, self_cache, first, rng)
+  return run_decoder(config, tokens_to_logits, self_cache, first, rng,
+                     t5.cache_batch_axes(self_cache))
 
 
 def decoder_only_generate(module: nn.Module, params: Any, inputs: jax.Array, rng: jax.Array,
@@ -151,7 +156,8 @@ def decoder_only_generate(module: nn.Module, params: Any, inputs: jax.Array, rng
                                    enable_dropout=False, decode=True, mutable=["cache"])
     return logits[:, 0], mutated["cache"]
 
-  return run_decoder(config, tokens_to_logits, mutated["cache"], first, rng)
+  return run_decoder(config, tokens_to_logits, mutated["cache"], first, rng,
+                     gpt.cache_batch_axes(mutated["cache"]))
 
 
 GENERATORS: dict[str, Callable[..., decode_lib.DecodeResult]] = {

@@ -6,8 +6,9 @@ counts generated tokens including EOS. A hypothesis finishes when it emits EOS, 
 `transformers`). Each step keeps the 2K best extensions, so K live beams survive even if K of them
 end at once. The search stops early once no live beam can beat the K-th finished one.
 
-The cache is kept flat, [batch * beams, ...] (rows of one input contiguous), and reordered each step
-by a per-input gather, which partitions over the batch axis like the rest of the step.
+The cache is kept flat, [batch * beams, ...] along each array's batch axis (rows of one input
+contiguous), and reordered each step by a per-input gather, which partitions over the batch axis
+like the rest of the step. Arrays without a batch axis (declared None) are shared by every beam.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kard_jax.decoding.decode import (EOS_ID, PAD_ID, Cache, DecodeResult, TokensToLogits,
-                                      expand_batch)
+from kard_jax.decoding.decode import (EOS_ID, PAD_ID, BatchAxes, Cache, DecodeResult,
+                                      TokensToLogits, expand_batch, map_batch_axis)
 
 # A finite "minus infinity": sums of a few of these stay finite, so no inf - inf = NaN.
 NEG_INF = -1.0e9
@@ -45,16 +46,17 @@ def _take_per_row(x_BN: jnp.ndarray, idx_BM: jnp.ndarray) -> jnp.ndarray:
   return jax.vmap(lambda x, i: x[i])(x_BN, idx_BM)
 
 
-def _reorder_cache(cache: Cache, parents_BK: jnp.ndarray, batch: int, beams: int) -> Cache:
-  """Gives every new beam the cache rows of the beam it extends."""
+def _reorder_cache(cache: Cache, batch_axes: BatchAxes | None, parents_BK: jnp.ndarray,
+                   batch: int, beams: int) -> Cache:
+  """Gives every new beam the cache rows of the beam it extends, along each array's batch axis
+  (which must hold batch * beams rows); arrays without one are shared and left as they are."""
 
-  def reorder(x):
-    if x.ndim == 0 or x.shape[0] != batch * beams:
-      return x
+  def reorder(x, axis):
+    x = jnp.moveaxis(x, axis, 0)
     x_BK = x.reshape((batch, beams) + x.shape[1:])
-    return _take_per_row(x_BK, parents_BK).reshape(x.shape)
+    return jnp.moveaxis(_take_per_row(x_BK, parents_BK).reshape(x.shape), 0, axis)
 
-  return jax.tree_util.tree_map(reorder, cache)
+  return map_batch_axis(reorder, cache, batch_axes, batch * beams)
 
 
 def _top(values_BN: jnp.ndarray, k: int, *arrays: jnp.ndarray):
@@ -65,10 +67,12 @@ def _top(values_BN: jnp.ndarray, k: int, *arrays: jnp.ndarray):
 
 def beam_search(tokens_to_logits: TokensToLogits, cache: Cache, first_tokens_B: jnp.ndarray, *,
                 beams: int, max_new_tokens: int, alpha: float = 0.6, eos_id: int = EOS_ID,
-                pad_id: int = PAD_ID, min_new_tokens: int = 0) -> DecodeResult:
+                pad_id: int = PAD_ID, min_new_tokens: int = 0,
+                cache_batch_axes: BatchAxes | None = None) -> DecodeResult:
   """Returns the `beams` best hypotheses per input, best first, with length-penalised scores.
 
-  `cache` and `first_tokens_B` are for the plain batch; they are repeated per beam here.
+  `cache` and `first_tokens_B` are for the plain batch; they are repeated per beam here, and the
+  cache reordered each step, along `cache_batch_axes` (default `decode.batch_major`).
   Slots that never received a real hypothesis (only possible when the vocabulary is smaller than
   the beam) score `NEG_INF`.
   """
@@ -85,7 +89,7 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Cache, first_tokens_B: 
       done_tokens=jnp.full((batch, k, length), pad_id, jnp.int32),
       done_scores=jnp.full((batch, k), NEG_INF, jnp.float32),
       done_flags=jnp.zeros((batch, k), bool),
-      cache=expand_batch(cache, batch, k),
+      cache=expand_batch(cache, batch, k, cache_batch_axes),
   )
   max_penalty = length_penalty(jnp.asarray(length), alpha)
 
@@ -127,7 +131,8 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Cache, first_tokens_B: 
     return _BeamState(
         step=s.step + 1, live_tokens=live_tokens, live_logp=live_logp,
         last_token=live_last.reshape(-1), done_tokens=done_tokens, done_scores=done_scores,
-        done_flags=done_flags, cache=_reorder_cache(cache, live_parent, batch, k))
+        done_flags=done_flags,
+        cache=_reorder_cache(cache, cache_batch_axes, live_parent, batch, k))
 
   final = lax.while_loop(cond, body, state)
   is_eos = final.done_tokens == eos_id

@@ -28,6 +28,11 @@ PAD_ID = 0
 EOS_ID = 1
 
 Cache = Any
+# A tree shaped like a cache: each array's batch axis (an int), or None for an array that every row
+# shares (e.g. a step count). Decoding repeats (sampling, beams) and reorders (beams) the cache
+# along these axes only; see `batch_major` for the default and the model families' own
+# `cache_batch_axes` (models.t5, models.gpt).
+BatchAxes = Any
 TokensToLogits = Callable[[jnp.ndarray, Cache, jnp.ndarray], tuple[jnp.ndarray, Cache]]
 
 
@@ -38,25 +43,47 @@ class DecodeResult:
   lengths: jnp.ndarray  # [B, N] int32: generated tokens up to and including EOS
 
 
-def expand_batch(tree: Cache, batch_size: int, n: int) -> Cache:
-  """Repeats every batch row `n` times (row b -> rows b*n .. b*n+n-1) in each array of `tree`.
+def batch_major(cache: Cache) -> BatchAxes:
+  """The default batch axes: every array holds the batch first, except 0-d arrays (a scalar has no
+  batch axis: every row shares it). An array that is shared by all rows but not a scalar (e.g. a
+  scanned T5's [1, layers] step count) must be declared None by its model."""
+  return jax.tree_util.tree_map(lambda x: None if jnp.ndim(x) == 0 else 0, cache)
 
-  Arrays whose leading dimension is the batch are repeated; scalars (e.g. a shared cache index)
-  and leading-1 arrays (broadcast over the batch) are left alone; anything else is an error,
-  because silently not expanding it would mix up rows.
+
+def map_batch_axis(fn: Callable[[jnp.ndarray, int], jnp.ndarray], cache: Cache,
+                   batch_axes: BatchAxes | None, size: int) -> Cache:
+  """`fn(array, axis)` on every cache array that has a batch axis (None: left as it is).
+
+  Each such axis must have `size` entries (the rows the caller holds); any other size is an
+  error naming the array, never a silent skip, since a skipped array would mix up rows.
   """
-  if n == 1:
-    return tree
+  if batch_axes is None:
+    batch_axes = batch_major(cache)
+  is_axis = lambda a: a is None  # noqa: E731  (None is a leaf here: "no batch axis")
+  want = jax.tree_util.tree_structure(batch_axes, is_leaf=is_axis)
+  got = jax.tree_util.tree_structure(cache)
+  if want != got:
+    raise ValueError(f"the cache's batch axes do not match the cache: axes for {want}, "
+                     f"cache {got}")
 
-  def expand(x):
-    if x.ndim == 0 or (x.shape[0] == 1 and batch_size != 1):
+  def one(path, axis, x):
+    if axis is None:
       return x
-    if x.shape[0] != batch_size:
-      raise ValueError(f"cannot expand array of shape {x.shape}: leading dimension is not the "
-                       f"batch ({batch_size})")
-    return jnp.repeat(x, n, axis=0)
+    if not -x.ndim <= axis < x.ndim or x.shape[axis] != size:
+      raise ValueError(f"cache array {jax.tree_util.keystr(path)} of shape {x.shape}: its batch "
+                       f"axis {axis} should have {size} rows")
+    return fn(x, axis % x.ndim)
 
-  return jax.tree_util.tree_map(expand, tree)
+  return jax.tree_util.tree_map_with_path(one, batch_axes, cache, is_leaf=is_axis)
+
+
+def expand_batch(tree: Cache, batch_size: int, n: int,
+                 batch_axes: BatchAxes | None = None) -> Cache:
+  """Repeats every batch row `n` times (row b -> rows b*n .. b*n+n-1) along each array's batch
+  axis (`batch_axes`: a tree like `tree` of ints, or None for arrays every row shares; default
+  `batch_major`). A declared batch axis without `batch_size` rows is an error."""
+  return map_batch_axis(lambda x, axis: jnp.repeat(x, n, axis=axis), tree, batch_axes,
+                        batch_size)
 
 
 def _decode_loop(tokens_to_logits: TokensToLogits, cache: Cache, first_tokens_B: jnp.ndarray,
@@ -122,11 +149,12 @@ def sample_decode(tokens_to_logits: TokensToLogits, cache: Cache, first_tokens_B
                   rng: jax.Array, *, max_new_tokens: int, num_samples: int = 1,
                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                   eos_id: int = EOS_ID, pad_id: int = PAD_ID,
-                  min_new_tokens: int = 0) -> DecodeResult:
+                  min_new_tokens: int = 0,
+                  cache_batch_axes: BatchAxes | None = None) -> DecodeResult:
   """Draws `num_samples` sequences per input in one loop over the expanded batch.
 
-  The cache (and first tokens) are repeated per sample here, so callers build them for the plain
-  batch. Step t uses the key `fold_in(rng, t)`: a fixed `rng` reproduces the same samples.
+  The cache (and first tokens) are repeated per sample here, along `cache_batch_axes` (default
+  `batch_major`), so callers build them for the plain batch. Step t uses the key `fold_in(rng, t)`: a fixed `rng` reproduces the same samples.
   """
   _check_lengths(max_new_tokens, min_new_tokens)
   if temperature <= 0:
@@ -134,7 +162,7 @@ def sample_decode(tokens_to_logits: TokensToLogits, cache: Cache, first_tokens_B
   if num_samples < 1:
     raise ValueError(f"num_samples must be >= 1, got {num_samples}")
   batch = first_tokens_B.shape[0]
-  cache = expand_batch(cache, batch, num_samples)
+  cache = expand_batch(cache, batch, num_samples, cache_batch_axes)
   first = jnp.repeat(first_tokens_B, num_samples, axis=0)
 
   def choose(step, logits_BV):

@@ -183,6 +183,20 @@ class GPT(nn.Module):
     return layers.with_sharding_constraint(logits, ("batch", "length", "vocab"))
 
 
+def cache_batch_axes(cache: Any) -> Any:
+  """Each decoding-cache array's batch axis (see `decoding.decode.BatchAxes`), by variable name:
+  keys and values hold the batch first ([B, T, H, D]); `cache_index` is per row ([B]) once a
+  prefill set each prompt's length, and one scalar shared by every row before (None)."""
+  def axis(path, x):
+    name = path[-1].key if hasattr(path[-1], "key") else path[-1]
+    if name in ("cached_key", "cached_value"):
+      return 0
+    if name == "cache_index":
+      return 0 if jnp.ndim(x) == 1 else None
+    raise ValueError(f"unknown GPT decoding cache variable {jax.tree_util.keystr(path)}")
+  return jax.tree_util.tree_map_with_path(axis, cache)
+
+
 def init_cache(config: GPTConfig, batch_size: int, max_length: int) -> dict[str, Any]:
   """A zeroed decoding cache for `batch_size` sequences of up to `max_length` tokens.
 

@@ -555,6 +555,22 @@ def init_decode_cache(model: Transformer, batch_size: int, encoder_length: int,
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
+def cache_batch_axes(cache: Any) -> Any:
+  """Each decoding-cache array's batch axis (see `decoding.decode.BatchAxes`), by variable name:
+  keys and values hold the batch first ([B, H, T, D]; scanned [B, layers, H, T, D]), and
+  `cache_index` is one step count shared by every row (a scalar; scanned [1, layers]): None.
+  Works on the nested cache and on a flattened one keyed by path tuples."""
+  def axis(path, _):
+    key = path[-1].key if hasattr(path[-1], "key") else path[-1]
+    name = key[-1] if isinstance(key, tuple) else key
+    if name in ("cached_key", "cached_value"):
+      return 0
+    if name == "cache_index":
+      return None
+    raise ValueError(f"unknown T5 decoding cache variable {jax.tree_util.keystr(path)}")
+  return jax.tree_util.tree_map_with_path(axis, cache)
+
+
 _STACKS = (("encoder", "num_encoder_layers"), ("decoder", "num_decoder_layers"))
 
 

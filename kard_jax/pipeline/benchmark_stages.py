@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 from typing import Any, Callable, Mapping
 
 from kard_jax.data import jsonl
@@ -53,15 +52,6 @@ class Bench:
     chosen = {r: t for r, t in self.files.items()
               if any(r == p or r.startswith(p.rstrip("/") + "/") for p in rels)}
     return layout.assemble(os.path.join(out, "data"), chosen)
-
-
-def run_command(argv: list[str]) -> None:
-  """Runs a `kard` subcommand in this process (imports and compiled code are shared)."""
-  from kard_jax.cli import main as cli  # pylint: disable=import-outside-toplevel
-
-  code = cli.main(argv)
-  if code:
-    raise RuntimeError(f"`kard {shlex.join(argv)}` exited with status {code}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -375,33 +365,36 @@ def _eval_splits(config: PipelineConfig) -> list[str]:
   return sorted({"validation", config.eval_split})
 
 
-def reranker(store: Store, bench: Bench, config: PipelineConfig) -> Artifact:
-  """Trains the reranker (`kard rerank train`) and writes retrieval/reranked_{split}.jsonl."""
-  gin_file = config.reranker_gin or os.path.join(config.gin_directory, "reranker.gin")
+def reranker_gin(config: PipelineConfig) -> str:
+  """The reranker's gin file (`config.reranker_gin`, default gin_dir/reranker.gin)."""
+  return config.reranker_gin or os.path.join(config.gin_directory, "reranker.gin")
+
+
+def reranker(store: Store, bench: Bench, config: PipelineConfig, train_config: Any) -> Artifact:
+  """Trains the reranker and writes retrieval/reranked_{split}.jsonl.
+
+  `train_config` is the `reranker.stage.TrainConfig` read from `reranker_gin(config)` and
+  `config.reranker_bindings` once, before any stage ran (`runner.run`); the stage's key hashes
+  that gin file and those bindings.
+  """
   inputs = {k: bench.artifacts[k] for k in ("data", "kb", "teacher", "index")}
-  inputs["gin"] = store.source(gin_file, "gin")
+  inputs["gin"] = store.source(reranker_gin(config), "gin")
   eval_splits = _eval_splits(config)
 
   def make(out):
-    import gin  # pylint: disable=import-outside-toplevel
+    from kard_jax.reranker import stage  # pylint: disable=import-outside-toplevel
 
     ws = bench.workspace(out, ("examples", "kb", "rationales", "index"))
     if config.rationale_query != "rationale":
       _reranker_queries(bench, config, out, ws)
-    model_dir = os.path.join(out, "model")
     # Passage encodings are cached by encoder and corpus fingerprints, so one cache serves every
     # run and variant (it is not part of this stage's content).
-    common = ["--data", ws, "--index", bench.files["index"], "--model_dir", model_dir,
-              "--cache_dir", os.path.join(store.root, "cache", "reranker")]
-    gin.clear_config()
-    run_command(["rerank", "train", *common, "--gin_file", gin_file]
-                + [f"--gin.{b}" for b in config.reranker_bindings])
-    gin.clear_config()
-    argv = ["rerank", "apply", *common, "--top_n", str(config.num_candidates),
-            "--top_k", str(max(config.num_passages, 10))]
-    for split in eval_splits:
-      argv += ["--split", split]
-    run_command(argv)
+    paths = stage.RunPaths(data_dir=ws, index_dir=bench.files["index"],
+                           model_dir=os.path.join(out, "model"),
+                           cache_dir=os.path.join(store.root, "cache", "reranker"))
+    stage.train(train_config, paths)
+    stage.apply(paths, stage.ApplyConfig(splits=tuple(eval_splits), top_n=config.num_candidates,
+                                         top_k=max(config.num_passages, 10)))
     return {"splits": eval_splits}
 
   settings = {"bindings": list(config.reranker_bindings), "candidates": config.num_candidates,

@@ -48,9 +48,20 @@ def _examples(bench: bs.Bench, split: str):
   return read_examples(bench.files[f"examples/{split}.jsonl"])
 
 
+def reranker_train_config(config: PipelineConfig):
+  """The reranker's `stage.TrainConfig`, read from its gin file and bindings into a standalone
+  object. Called once, at the pipeline's entry before any stage runs (no stage reads gin)."""
+  from kard_jax.reranker import stage  # pylint: disable=import-outside-toplevel
+  from kard_jax.training import gin_config  # pylint: disable=import-outside-toplevel
+
+  with gin_config.scoped([bs.reranker_gin(config)], list(config.reranker_bindings)):
+    return stage.TrainConfig.from_gin()
+
+
 def prepare(store: Store, bench: bs.Bench, config: PipelineConfig, *, need_reranker: bool,
-            synthetic_overrides: dict[str, Any] | None = None) -> bool:
-  """Data, knowledge base, teacher, vocabulary, index, retrieval (and the reranker).
+            synthetic_overrides: dict[str, Any] | None = None, reranker_config: Any = None) -> bool:
+  """Data, knowledge base, teacher, vocabulary, index, retrieval (and the reranker, trained with
+  `reranker_config`, see `reranker_train_config`).
 
   Returns False when a stage outside `--only` is missing (nothing after it can run)."""
   try:
@@ -66,7 +77,7 @@ def prepare(store: Store, bench: bs.Bench, config: PipelineConfig, *, need_reran
     return False
   if need_reranker:
     try:
-      bs.reranker(store, bench, config)
+      bs.reranker(store, bench, config, reranker_config)
     except MissingStage as e:  # only the reranked method needs it
       store.skipped.append(str(e))
       _log(f"[{bench.stage('reranker')}] skipped: {e}")
@@ -184,8 +195,11 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
   main = bs.Bench(config.benchmark, config.benchmark,
                   os.path.join(store.root, "data", config.benchmark))
   need_reranker = "kard_rerank" in config.methods
+  reranker_config = None
+  if need_reranker or (config.sweep_entities and "kard_rerank" in config.sweep_methods):
+    reranker_config = reranker_train_config(config)
   rows: list[dict[str, Any]] = []
-  if prepare(store, main, config, need_reranker=need_reranker):
+  if prepare(store, main, config, need_reranker=need_reranker, reranker_config=reranker_config):
     rows = evaluate_methods(store, main, config, config.methods, self_consistency=True,
                             group_field=group_field)
 
@@ -206,7 +220,7 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
                          os.path.join(store.root, "data", f"{config.benchmark}_e{n}"))
         bench_rows, missing = [], list(config.sweep_methods)
         if not prepare(store, bench, config, need_reranker="kard_rerank" in missing,
-                       synthetic_overrides={"num_entities": n}):
+                       synthetic_overrides={"num_entities": n}, reranker_config=reranker_config):
           continue
       if missing:
         bench_rows += evaluate_methods(store, bench, config, missing, self_consistency=False,

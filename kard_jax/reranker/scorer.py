@@ -1,7 +1,7 @@
 """The reranker's scorers: late interaction (ColBERT over BERT, KARD's default) and a cross-encoder.
 
 Late interaction encodes the question and each passage separately, projects every token state with
-a linear compressor and scores by MaxSim (interaction.py). Question and passage share one BERT and
+a linear compressor and scores by MaxSim (`maxsim`, below). Question and passage share one BERT and
 one compressor, as KARD's ColBERT does. Because the passage side is independent of the question,
 its token states can be computed once and cached:
 
@@ -23,6 +23,11 @@ The cross-encoder reads "[CLS] question [SEP] passage [SEP]" and scores with a l
 
 Parameters are {"encoder": BERT params, "compressor" | "head": Dense params}; `encoder` takes
 `bert_weights.load_hf`'s tree unchanged (without its pooler), so any BERT-family checkpoint loads.
+
+MaxSim (`maxsim`): each query token finds its best-matching passage token,
+score(q, p) = sum over real query tokens i of max over real passage tokens j of <q_i, p_j>.
+Dot products, not cosines, as KARD's reranker uses. Pure array functions, so the passage side can
+be precomputed once and cached for inference.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ import jax
 import jax.numpy as jnp
 
 from kard_jax.models import bert, layers
-from kard_jax.reranker import interaction
 
 Array = jax.Array
 KINDS = ("late_interaction", "cross_encoder")
@@ -152,7 +156,7 @@ class LateInteractionScorer(nn.Module):
       p = self.encode_passages(passage_ids, passage_mask, enable_dropout=enable_dropout)
     else:
       p = self.compress(passage_states)
-    return interaction.maxsim(q, query_mask > 0, p, passage_mask > 0)
+    return maxsim(q, query_mask > 0, p, passage_mask > 0)
 
 
 class CrossEncoderScorer(nn.Module):
@@ -185,3 +189,26 @@ def make_scorer(config: ScorerConfig, bert_config: bert.BertConfig) -> nn.Module
       start = max(bert_config.num_layers - config.trainable_query_layers, 0)
     return LateInteractionScorer(bert_config, config.compression_dim, start)
   return CrossEncoderScorer(bert_config)
+
+
+# -------------------------------------------------------------------------------------- MaxSim
+
+
+_MASKED = -1e4
+
+
+def maxsim(q_BxQxD, q_mask_BxQ, p_BxKxPxD, p_mask_BxKxP):
+  """Scores K passages per query: returns (B, K)."""
+  sim = jnp.einsum("bqd,bkpd->bkqp", q_BxQxD, p_BxKxPxD)
+  sim = jnp.where(p_mask_BxKxP[:, :, None, :], sim, _MASKED)
+  best = jnp.max(sim, axis=-1)  # (B, K, Q)
+  best = jnp.where(q_mask_BxQ[:, None, :], best, 0.0)
+  return jnp.sum(best, axis=-1)
+
+
+def maxsim_shared(q_BxQxD, q_mask_BxQ, p_NxPxD, p_mask_NxP):
+  """Scores every query against one shared set of N passages: returns (B, N)."""
+  sim = jnp.einsum("bqd,npd->bnqp", q_BxQxD, p_NxPxD)
+  sim = jnp.where(p_mask_NxP[None, :, None, :], sim, _MASKED)
+  best = jnp.where(q_mask_BxQ[:, None, :], jnp.max(sim, axis=-1), 0.0)
+  return jnp.sum(best, axis=-1)

@@ -21,8 +21,7 @@ class ServingReranker:
   """`rerank(question, candidates, k)` over a loaded index (one question at a time)."""
 
   def __init__(self, model_dir: str, index, cache_dir: str | None = None):
-    from kard_jax.reranker import passage_cache, setup  # pylint: disable=import-outside-toplevel
-    from kard_jax.reranker import stage  # pylint: disable=import-outside-toplevel
+    from kard_jax.reranker import data, stage  # pylint: disable=import-outside-toplevel
 
     cache_dir = cache_dir or os.path.join(model_dir, "serve_cache")
     positions = np.arange(len(index), dtype=np.int64)
@@ -32,13 +31,13 @@ class ServingReranker:
     self.tables = self.reranker.tables
     from kard_jax.models import bert_tokenizer  # pylint: disable=import-outside-toplevel
 
-    self._tokenizer = bert_tokenizer.load_tokenizer(setup.encoder_folder(self.config.checkpoint))
-    self._tokenize = passage_cache.tokenize
+    self._tokenizer = bert_tokenizer.load_tokenizer(stage.encoder_folder(self.config.checkpoint))
+    self._tokenize = data.tokenize
     self._bottom = None
     if self.tables.layout == "tail":
-      bert_config, encoder_params, _ = setup.load_encoder(self.config.checkpoint)
+      bert_config, encoder_params, _ = stage.load_encoder(self.config.checkpoint)
       module = self.reranker.model.module
-      self._bottom = setup._frozen_encoder(  # pylint: disable=protected-access
+      self._bottom = stage._frozen_encoder(  # pylint: disable=protected-access
           bert_config, encoder_params, module.query_start_layer)
 
   def _add_question(self, question: str) -> None:

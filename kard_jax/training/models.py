@@ -52,9 +52,13 @@ class BaseModel(abc.ABC):
     """Flax variables: `params`, boxed with logical axis names or beside `params_axes`."""
 
   @abc.abstractmethod
-  def loss_fn(self, params: Any, batch: Batch,
-              dropout_rng: jax.Array | None) -> tuple[jax.Array, Metrics]:
-    """Scalar training loss and metrics (see the module docstring); no dropout when rng is None."""
+  def loss_fn(self, params: Any, batch: Batch, dropout_rng: jax.Array | None,
+              step: jax.Array | None = None) -> tuple[jax.Array, Metrics]:
+    """Scalar training loss and metrics (see the module docstring); no dropout when rng is None.
+
+    `step` is the global step being taken (the trainer always passes it), for losses that change
+    over the run (the reranker's temperature schedules); the token models ignore it.
+    """
 
   @abc.abstractmethod
   def eval_fn(self, params: Any, batch: Batch) -> dict[str, tuple[jax.Array, jax.Array]]:
@@ -131,7 +135,8 @@ class _TokenModel(BaseModel):
         batch["decoder_target_tokens"], batch.get("decoder_loss_weights"),
         self.loss_normalizing_factor, batch.get("decoder_segment_ids"))
 
-  def loss_fn(self, params, batch, dropout_rng):
+  def loss_fn(self, params, batch, dropout_rng, step=None):
+    del step  # the token losses do not change over the run
     logits = self._logits(params, batch, dropout_rng, enable_dropout=dropout_rng is not None)
     weights, denominator = self._weights(batch)
     return _token_metrics(logits, batch["decoder_target_tokens"], weights, denominator,

@@ -36,22 +36,22 @@ def _split_microbatches(batch: Batch, num: int, mesh: Mesh) -> Batch:
 
 
 def _grads_and_metrics(model: models_lib.BaseModel, params, batch: Batch, rng: jax.Array,
-                       num_microbatches: int, mesh: Mesh):
+                       step: jax.Array, num_microbatches: int, mesh: Mesh):
   grad_fn = jax.value_and_grad(model.loss_fn, has_aux=True)
   if num_microbatches <= 1:
-    (_, metrics), grads = grad_fn(params, batch, rng)
+    (_, metrics), grads = grad_fn(params, batch, rng, step)
     return grads, metrics
 
   micro = _split_microbatches(batch, num_microbatches, mesh)
   abstract_metrics = jax.eval_shape(
-      lambda: grad_fn(params, jax.tree.map(lambda x: x[0], micro), rng)[0][1])
+      lambda: grad_fn(params, jax.tree.map(lambda x: x[0], micro), rng, step)[0][1])
   zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
   zero_metrics = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), abstract_metrics)
 
   def body(carry, xs):
     grads_acc, metrics_acc = carry
     index, mb = xs
-    (_, m), g = grad_fn(params, mb, jax.random.fold_in(rng, index))
+    (_, m), g = grad_fn(params, mb, jax.random.fold_in(rng, index), step)
     weight = m[models_lib.DENOMINATOR].astype(jnp.float32)
     grads_acc = jax.tree.map(lambda a, b: a + b.astype(jnp.float32) * weight, grads_acc, g)
     metrics_acc = {k: metrics_acc[k] + (v if models_lib.is_count_metric(k) else v * weight)
@@ -77,7 +77,8 @@ def make_train_step(model: models_lib.BaseModel, tx: optax.GradientTransformatio
   def train_step(state: TrainState, batch: Batch):
     with nn.logical_axis_rules(list(rules)):
       rng = jax.random.fold_in(state.rng, state.step)
-      grads, metrics = _grads_and_metrics(model, state.params, batch, rng, num, mesh)
+      grads, metrics = _grads_and_metrics(model, state.params, batch, rng, state.step, num,
+                                          mesh)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
 

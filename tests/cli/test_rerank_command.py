@@ -20,17 +20,17 @@ def setup(tmp_path_factory):
   gin_file.write_text(f"""
 from __gin__ import dynamic_registration
 from kard_jax.reranker import data
-from kard_jax.reranker import setup
+from kard_jax.reranker import stage
 include 'gin_configs/reranker/strategyqa.gin'
 TRAIN_STEPS = 4
 BATCH_SIZE = 8
 EVAL_PERIOD = 4
 WARMUP_STEPS = 1
-setup.RerankerConfig.checkpoint = '{bert}'
-setup.RerankerConfig.max_query_length = 16
-setup.RerankerConfig.max_passage_length = 24
-setup.RerankerConfig.eval_batch_size = 8
-setup.RerankerConfig.dev_fraction = 0.2
+stage.RerankerConfig.checkpoint = '{bert}'
+stage.RerankerConfig.max_query_length = 16
+stage.RerankerConfig.max_passage_length = 24
+stage.RerankerConfig.eval_batch_size = 8
+stage.RerankerConfig.dev_fraction = 0.2
 data.CandidateConfig.rationale_top = 6
 data.CandidateConfig.question_top = 6
 """)

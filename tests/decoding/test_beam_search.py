@@ -77,3 +77,39 @@ def test_min_new_tokens_holds_in_beam_search():
                                 max_new_tokens=4, min_new_tokens=3)
   assert (np.asarray(out.lengths) >= 3).all()
   assert decode.EOS_ID not in np.asarray(out.tokens[0, :, :2])
+
+
+def test_a_cache_array_without_the_beam_rows_is_an_error():
+  # A per-row logit bias built for one row: beam search must neither expand nor reorder around
+  # it silently.
+  model = RecurrentToy(seed=3)
+  cache = {**model.init_cache(np.array([0, 1, 2])), "bias": jnp.zeros((1, model.vocab))}
+
+  def step(tokens_B1, cache, t):
+    logits, out = model.tokens_to_logits(tokens_B1, cache, t)
+    return logits + cache["bias"], {**out, "bias": cache["bias"]}
+
+  with pytest.raises(ValueError, match=r"\['bias'\] of shape \(1, 13\): its batch axis 0"):
+    beam_search.beam_search(step, cache, jnp.zeros((3,), jnp.int32), beams=2, max_new_tokens=3)
+
+
+def test_a_batch_axis_other_than_the_first_is_expanded_and_reordered_along():
+  # The same recurrent toy with its state stored transposed ([dim, batch], batch axis 1) finds
+  # the same hypotheses as with the batch first.
+  model = RecurrentToy(seed=4, eos_bias=0.5)
+  contexts = np.array([0, 1, 2])
+
+  def transposed_step(tokens_B1, cache, t):
+    logits, out = model.tokens_to_logits(tokens_B1, {"h": cache["hT"].T,
+                                                     "index": cache["index"]}, t)
+    return logits, {"hT": out["h"].T, "index": out["index"]}
+
+  plain = model.init_cache(contexts)
+  transposed = {"hT": plain["h"].T, "index": plain["index"]}
+  first = jnp.zeros((3,), jnp.int32)
+  want = beam_search.beam_search(model.tokens_to_logits, plain, first, beams=3,
+                                 max_new_tokens=5)
+  got = beam_search.beam_search(transposed_step, transposed, first, beams=3, max_new_tokens=5,
+                                cache_batch_axes={"hT": 1, "index": None})
+  np.testing.assert_array_equal(np.asarray(got.tokens), np.asarray(want.tokens))
+  np.testing.assert_allclose(np.asarray(got.scores), np.asarray(want.scores), rtol=1e-5)

@@ -77,8 +77,45 @@ def test_samples_of_one_input_use_that_inputs_cache():
 def test_expand_batch_repeats_rows_and_rejects_non_batch_arrays():
   tree = {"k": jnp.arange(6).reshape(3, 2), "index": jnp.zeros((), jnp.int32),
           "bias": jnp.ones((1, 4))}
-  out = decode.expand_batch(tree, 3, 2)
+  out = decode.expand_batch(tree, 3, 2, {"k": 0, "index": None, "bias": None})
   np.testing.assert_array_equal(np.asarray(out["k"])[:, 0], [0, 0, 2, 2, 4, 4])
   assert out["index"].shape == () and out["bias"].shape == (1, 4)
-  with pytest.raises(ValueError, match="leading dimension"):
+  with pytest.raises(ValueError, match=r"\['x'\] of shape \(5, 2\): its batch axis 0"):
     decode.expand_batch({"x": jnp.ones((5, 2))}, 3, 2)
+
+
+class _BiasedToy(RecurrentToy):
+  """RecurrentToy whose cache also holds a logit bias per row ("bias"), read and kept as is."""
+
+  def tokens_to_logits(self, tokens_B1, cache, step):
+    logits, out = super().tokens_to_logits(tokens_B1, cache, step)
+    return logits + cache["bias"], {**out, "bias": cache["bias"]}
+
+
+def _biased_cache(model, rows):
+  cache = model.init_cache(CONTEXTS[:3])
+  bias = jnp.zeros((rows, model.vocab)).at[:, 4].set(3.0)
+  return {**cache, "bias": bias}
+
+
+def test_a_cache_array_without_the_batch_rows_is_an_error():
+  # A cache array built for one row while the batch has three: it must not be silently left
+  # unexpanded (every row would read row 0's), whatever its leading dimension.
+  model = _BiasedToy(seed=3)
+  cache = _biased_cache(model, rows=1)
+  first = jnp.zeros((3,), jnp.int32)
+  with pytest.raises(ValueError, match=r"\['bias'\] of shape \(1, 13\): its batch axis 0"):
+    decode.sample_decode(model.tokens_to_logits, cache, first, jax.random.key(0),
+                         max_new_tokens=4, num_samples=2)
+  # Declared shared (no batch axis), the same array is used by every row as it is.
+  axes = {"h": 0, "index": None, "bias": None}
+  shared = decode.sample_decode(model.tokens_to_logits, cache, first, jax.random.key(0),
+                                max_new_tokens=4, num_samples=2, cache_batch_axes=axes)
+  per_row = decode.sample_decode(model.tokens_to_logits, _biased_cache(model, rows=3), first,
+                                 jax.random.key(0), max_new_tokens=4, num_samples=2)
+  np.testing.assert_array_equal(np.asarray(shared.tokens), np.asarray(per_row.tokens))
+
+
+def test_cache_axes_must_match_the_cache():
+  with pytest.raises(ValueError, match="do not match the cache"):
+    decode.expand_batch({"k": jnp.ones((3, 2))}, 3, 2, {"k": 0, "v": 0})

@@ -7,19 +7,17 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 FILES = ["gin_configs/reranker/strategyqa.gin", "gin_configs/reranker/synthetic.gin",
-         "gin_configs/reranker/cross_encoder.gin"]
+         "gin_configs/reranker/cross_encoder.gin", "gin_configs/synthetic/reranker.gin"]
 
 
 def _parse(path):
-  from kard_jax.cli.commands import rerank
-  from kard_jax.training import train as train_script
+  from kard_jax.reranker import stage
 
   gin.clear_config()
   gin.add_config_file_search_path(str(REPO_ROOT))
   gin.parse_config_files_and_bindings([str(REPO_ROOT / path)], [], finalize_config=False)
-  config = gin.get_bindings(rerank.train_reranker)["config"]  # the configured RerankerConfig
-  steps = gin.get_bindings(train_script.train)["total_steps"]
-  return config, steps
+  config = stage.TrainConfig.from_gin()  # read out of gin's global config into plain objects
+  return config.reranker, config.trainer["total_steps"]
 
 
 @pytest.mark.parametrize("path", FILES)
@@ -35,3 +33,14 @@ def test_temperatures_stay_positive_over_the_whole_run(path):
     values = np.asarray(schedule(steps))
     assert np.all(values > 0) and np.all(np.isfinite(values))
     np.testing.assert_allclose(values[-1], schedule.end, rtol=1e-5)
+
+
+def test_the_synthetic_pipelines_reranker_gin_reaches_the_config():
+  try:
+    config, total_steps = _parse("gin_configs/synthetic/reranker.gin")
+  finally:
+    gin.clear_config()
+  assert total_steps == config.total_steps == 60
+  assert config.candidates.rationale_top == 16 and config.candidates.question_top == 16
+  assert config.max_query_length == 32 and config.batch_size == 8
+  assert config.tau_model_start == 50.0  # from base.gin, bound as stage.RerankerConfig

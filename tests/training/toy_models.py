@@ -66,7 +66,7 @@ class Regression(models.BaseModel):
   def default_input_shapes(self):
     return {"x": (1, 4), "y": (1,)}
 
-  def loss_fn(self, params, batch, dropout_rng):
+  def loss_fn(self, params, batch, dropout_rng, step=None):
     err = (batch["x"] @ params["w"])[:, 0] - batch["y"]
     n = jnp.asarray(err.shape[0], jnp.float32)
     loss = jnp.sum(err ** 2) / n

@@ -20,8 +20,6 @@ import json
 import sys
 import time
 
-import gin
-
 HELP = ("train, evaluate and apply the KARD passage reranker (question -> BM25 top-N -> reranked "
         "top-k); `kard rerank SUBCOMMAND --help` for each")
 
@@ -43,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
   p = sub.add_parser("train", help="train a reranker from gin files (resumes --model_dir)",
                      description="Train the reranker with the shared trainer. Gin binds "
-                     "`train_reranker.config = @setup.RerankerConfig()` (scorer, candidates, "
-                     "temperatures, lengths) and the trainer's `train.*` (steps, optimizer).")
+                     "`stage.RerankerConfig` (scorer, candidates, temperatures, lengths) and the "
+                     "trainer's `train.*` (steps, optimizer); both are read once into a "
+                     "`stage.TrainConfig` before training starts.")
   common(p)
   flags.add_gin_flags(p)
   p.epilog = ("Example: kard rerank train --data data/strategyqa --index indexes/strategyqa "
@@ -81,21 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  "reranker alone")
 
 
-@gin.configurable
-def train_reranker(*, data_dir: str, model_dir: str, index_dir: str, cache_dir: str | None = None,
-                   show_progress: bool = True, config=None):
-  """The gin entry point of `kard rerank train`: binds `config` (a `setup.RerankerConfig`)."""
-  from kard_jax.reranker import setup, stage
-
-  return stage.train(config if config is not None else setup.RerankerConfig(), data_dir=data_dir,
-                     model_dir=model_dir, index_dir=index_dir, cache_dir=cache_dir,
-                     show_progress=show_progress)
-
-
 def run(args: argparse.Namespace) -> int:
   from kard_jax.reranker import stage
 
   t0 = time.time()
+  paths = stage.RunPaths(data_dir=args.data, index_dir=args.index, model_dir=args.model_dir,
+                         cache_dir=args.cache_dir)
   if args.rerank_command == "train":
     from kard_jax.cli import flags
     from kard_jax.training import trainer as trainer_lib
@@ -105,24 +95,26 @@ def run(args: argparse.Namespace) -> int:
             "gin_configs/reranker/strategyqa.gin)", file=sys.stderr)
       return 2
     flags.parse_gin(args)
+    config = stage.TrainConfig.from_gin()
     try:
-      result = train_reranker(data_dir=args.data, model_dir=args.model_dir, index_dir=args.index,
-                              cache_dir=args.cache_dir, show_progress=not args.quiet)
+      result = stage.train(config, paths, show_progress=not args.quiet)
     except trainer_lib.NonFiniteLossError as e:
       print(f"error: {e}", file=sys.stderr)
       return 1
     summary = {"step": result.step, "train": result.train_metrics, "dev": result.eval_metrics}
   elif args.rerank_command == "evaluate":
     ks = tuple(int(k) for k in args.ks.split(",") if k.strip())
-    summary = stage.evaluate(data_dir=args.data, model_dir=args.model_dir, index_dir=args.index,
-                             cache_dir=args.cache_dir, split=args.split, golden=args.golden,
-                             ceiling_rationales=args.ceiling_rationales, top_n=args.top_n, ks=ks,
-                             fusion_weight=args.fusion_weight, show_progress=not args.quiet)
+    summary = stage.evaluate(
+        paths, stage.EvalConfig(split=args.split, golden=tuple(args.golden) if args.golden
+                                else None, ceiling_rationales=args.ceiling_rationales,
+                                top_n=args.top_n, ks=ks, fusion_weight=args.fusion_weight),
+        show_progress=not args.quiet)
   else:
-    summary = stage.apply(data_dir=args.data, model_dir=args.model_dir, index_dir=args.index,
-                          cache_dir=args.cache_dir, splits=args.split or ["validation", "test"],
-                          top_n=args.top_n, top_k=args.top_k, bm25_weight=args.bm25_weight,
-                          show_progress=not args.quiet)
+    summary = stage.apply(
+        paths, stage.ApplyConfig(splits=tuple(args.split or ("validation", "test")),
+                                 top_n=args.top_n, top_k=args.top_k,
+                                 bm25_weight=args.bm25_weight),
+        show_progress=not args.quiet)
   summary["wall_s"] = round(time.time() - t0, 1)
   if getattr(args, "out", None):
     from kard_jax.data.jsonl import atomic_open

@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from kard_jax.reranker import passage_cache
+from kard_jax.reranker import data as data_lib
 
 
 def _table():
   ids = [np.array([2, 5, 6, 3]), np.array([2, 7, 3]), np.array([2, 8, 9, 10, 11, 3])]
-  return passage_cache.id_table([40, 10, 25], ids), ids
+  return data_lib.id_table([40, 10, 25], ids), ids
 
 
 def test_gather_pads_masks_and_truncates():
@@ -27,7 +27,7 @@ def test_bucketed_encoding_equals_encoding_each_passage_alone():
   def encode(x, mask):  # position-dependent, like an encoder: any padding mistake shows
     return weights[x] + np.arange(x.shape[1])[None, :, None] * mask[..., None]
 
-  out = passage_cache.encode_table(table, encode, batch_size=2, bucket=4, dtype=np.float32,
+  out = data_lib.encode_table(table, encode, batch_size=2, bucket=4, dtype=np.float32,
                                    show_progress=False)
   for pos, v in zip([40, 10, 25], ids):
     np.testing.assert_allclose(out.get(pos), encode(v[None], np.ones((1, len(v))))[0])
@@ -39,16 +39,16 @@ def test_cache_computes_only_missing_passages(tmp_path):
 
   def compute(missing):
     calls.append(missing.tolist())
-    return passage_cache.subset(table, missing)
+    return data_lib.subset(table, missing)
 
   parts = {"what": "test"}
-  first = passage_cache.cached(str(tmp_path), parts, np.array([40, 10]), compute)
+  first = data_lib.cached(str(tmp_path), parts, np.array([40, 10]), compute)
   assert calls == [[10, 40]] and len(first) == 2
-  again = passage_cache.cached(str(tmp_path), parts, np.array([10, 25, 40]), compute)
+  again = data_lib.cached(str(tmp_path), parts, np.array([10, 25, 40]), compute)
   assert calls == [[10, 40], [25]]
   for p in (10, 25, 40):
     np.testing.assert_array_equal(again.get(p), table.get(p))
-  passage_cache.cached(str(tmp_path), parts, np.array([25]), compute)
+  data_lib.cached(str(tmp_path), parts, np.array([25]), compute)
   assert len(calls) == 2
-  passage_cache.cached(str(tmp_path), {"what": "other"}, np.array([25]), compute)
+  data_lib.cached(str(tmp_path), {"what": "other"}, np.array([25]), compute)
   assert len(calls) == 3  # other settings, other cache

@@ -3,16 +3,17 @@
 import numpy as np
 import optax
 
-from kard_jax.reranker import apply as apply_lib
-from kard_jax.reranker import evaluate as eval_lib
-from kard_jax.reranker import optim, report
+from kard_jax.reranker import inference as inference_lib
+from kard_jax.reranker import metrics as metrics_lib
+from kard_jax.reranker import model as model_lib
+from kard_jax.reranker import report
 
 
 def test_kard_accuracy_counts_ties_against_the_scorer():
   scores = [np.array([3.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]),
             np.array([5.0, 9.0, 1.0, 0.0])]
-  assert [eval_lib.rank_of_first(s) for s in scores] == [0, 2, 2, 1]
-  acc = eval_lib.kard_accuracy(scores, ks=(1, 2, 3))
+  assert [metrics_lib.rank_of_first(s) for s in scores] == [0, 2, 2, 1]
+  acc = metrics_lib.kard_accuracy(scores, ks=(1, 2, 3))
   assert acc == {"top1": 0.25, "top2": 0.5, "top3": 1.0}
 
 
@@ -25,27 +26,28 @@ def test_gold_joins_by_question_text_then_id():
               Example("c", "Unknown?", (Choice("A", "yes"), Choice("B", "no")), "B")]
   gold = [GoldQuery("x1", "is the sky blue?", frozenset({"p1"}), (), 1),
           GoldQuery("b", "different text", frozenset({"p2"}))]
-  assert eval_lib.gold_for_examples(examples, gold) == [
+  assert metrics_lib.gold_for_examples(examples, gold) == [
       (frozenset({"p1"}), 1), (frozenset({"p2"}), 0), (frozenset(), 0)]
 
 
 def test_fusion_standardises_both_scores():
   scores = np.array([1000.0, 1010.0, 990.0])
   bm25 = np.array([3.0, 1.0, 2.0])
-  np.testing.assert_allclose(apply_lib.fuse(scores, bm25, 0.0),
+  np.testing.assert_allclose(inference_lib.fuse(scores, bm25, 0.0),
                              (scores - scores.mean()) / scores.std(), rtol=1e-5, atol=1e-5)
-  fused = apply_lib.fuse(scores, bm25, 1.0)
+  fused = inference_lib.fuse(scores, bm25, 1.0)
   z = lambda x: (x - x.mean()) / x.std()  # noqa: E731
   np.testing.assert_allclose(fused, z(scores) + z(bm25), rtol=1e-5, atol=1e-5)
   # A large BM25 weight hands the order to BM25.
-  assert np.argsort(-apply_lib.fuse(scores, bm25, 100.0)).tolist() == [0, 2, 1]
+  assert np.argsort(-inference_lib.fuse(scores, bm25, 100.0)).tolist() == [0, 2, 1]
 
 
 def test_head_learns_faster_by_the_multiplier():
   params = {"encoder": {"w": np.ones(3, np.float32)}, "compressor": {"w": np.ones(3, np.float32)}}
   grads = {"encoder": {"w": np.full(3, 0.5, np.float32)},
            "compressor": {"w": np.full(3, 0.5, np.float32)}}
-  tx = optim.adamw_with_head(head_multiplier=10.0, weight_decay=0.0)(optax.constant_schedule(1e-3))
+  tx = model_lib.adamw_with_head(head_multiplier=10.0, weight_decay=0.0)(
+      optax.constant_schedule(1e-3))
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["encoder"]["w"], -1e-3, rtol=1e-3)
   np.testing.assert_allclose(updates["compressor"]["w"], -1e-2, rtol=1e-3)

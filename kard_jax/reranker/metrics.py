@@ -47,7 +47,7 @@ def recall_table(index, reranker, questions: Sequence[str], gold: Sequence[tuple
 
   Returns {"all": {"question_bm25": row, "reranker": row[, "reranker_bm25": row]},
            "with_rationale": {... and "rationale_bm25"}} (the second only with rationales);
-  "reranker_bm25" (with `fusion_weight` > 0) ranks by `apply.fuse`. Each row has "n"
+  "reranker_bm25" (with `fusion_weight` > 0) ranks by `inference.fuse`. Each row has "n"
   (questions, or rationales for the ceiling) and the metrics.
   """
   ks = sorted(set(ks))
@@ -89,7 +89,7 @@ def kard_accuracy(scores: Sequence[np.ndarray], ks: Sequence[int] = (1, 3, 5)) -
 
 def kard_lists(examples: Sequence[data_lib.RerankExample], config: data_lib.CandidateConfig,
                seed: int) -> list[np.ndarray]:
-  """The fixed evaluation lists that `inputs.RerankerInput` builds for the same examples/seed."""
+  """The fixed evaluation lists that `data.RerankerInput` builds for the same examples/seed."""
   out = []
   for i, ex in enumerate(examples):
     positions, _, mask = data_lib.eval_candidates(ex, config, data_lib.rng_for(seed, 1, i))

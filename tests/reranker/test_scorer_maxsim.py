@@ -1,6 +1,6 @@
 import numpy as np
 
-from kard_jax.reranker import interaction
+from kard_jax.reranker import scorer as scorer_lib
 
 
 def _loop_maxsim(q, qm, p, pm):
@@ -19,9 +19,9 @@ def test_maxsim_matches_explicit_loops_with_padding():
   p = rng.normal(size=(B, K, P, D)).astype(np.float32)
   qm = np.arange(Q)[None, :] < np.array([[3], [5]])
   pm = np.arange(P)[None, None, :] < rng.integers(1, P + 1, size=(B, K, 1))
-  got = np.asarray(interaction.maxsim(q, qm, p, pm))
+  got = np.asarray(scorer_lib.maxsim(q, qm, p, pm))
   want = np.array([[_loop_maxsim(q[b], qm[b], p[b, k], pm[b, k]) for k in range(K)] for b in range(B)])
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   # The shared-passage form agrees with the per-query form.
-  shared = np.asarray(interaction.maxsim_shared(q, qm, p[0], pm[0]))
+  shared = np.asarray(scorer_lib.maxsim_shared(q, qm, p[0], pm[0]))
   np.testing.assert_allclose(shared[0], got[0], rtol=1e-5, atol=1e-5)

@@ -16,11 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kard_jax.reranker import interaction
-from kard_jax.reranker import passage_cache
-from kard_jax.reranker.inputs import Tables
+from kard_jax.reranker import data as data_lib
+from kard_jax.reranker import scorer as scorer_lib
+from kard_jax.reranker.data import Tables
 from kard_jax.reranker.model import RerankerModel
 from kard_jax.retrieval.scoring import Hits
+
 
 class Reranker:
   """A trained scorer with its tables, ready to score candidate lists of questions."""
@@ -30,7 +31,7 @@ class Reranker:
     self.model, self.params, self.tables = model, params, tables
     self.batch_size = int(batch_size)
     self.cache_dir, self.cache_tag, self.show_progress = cache_dir, cache_tag, show_progress
-    self._vectors: passage_cache.TokenTable | None = None
+    self._vectors: data_lib.TokenTable | None = None
     module = model.module
     if model.layout != "pairs":
       self._encode_query = jax.jit(functools.partial(module.apply, method="encode_query"))
@@ -40,7 +41,7 @@ class Reranker:
 
   # --- late interaction ------------------------------------------------------------------------
 
-  def passage_vectors(self, positions: np.ndarray) -> passage_cache.TokenTable:
+  def passage_vectors(self, positions: np.ndarray) -> data_lib.TokenTable:
     """Compressed token vectors [L_i, D] (float16) of the given passages, cached on disk."""
     positions = np.unique(np.asarray(positions, np.int64))
     if self._vectors is not None and all(p in self._vectors for p in positions.tolist()):
@@ -52,12 +53,12 @@ class Reranker:
     else:
       source = self.tables.passage_ids
       fn = lambda i, m: self._encode_passages(variables, i, m)  # noqa: E731
-    compute = lambda missing: passage_cache.encode_table(  # noqa: E731
-        passage_cache.subset(source, missing), fn, batch_size=64,
+    compute = lambda missing: data_lib.encode_table(  # noqa: E731
+        data_lib.subset(source, missing), fn, batch_size=64,
         show_progress=self.show_progress, desc="passage vectors")
     parts = {"what": "reranker passage vectors", "tag": self.cache_tag,
              "layout": self.model.layout, "max_passage_length": self.tables.max_passage_length}
-    self._vectors = passage_cache.cached(self.cache_dir, parts, positions, compute)
+    self._vectors = data_lib.cached(self.cache_dir, parts, positions, compute)
     return self._vectors
 
   def _query_vectors(self, questions: Sequence[str]) -> tuple[jax.Array, np.ndarray]:
@@ -123,4 +124,4 @@ def fuse(scores: np.ndarray, bm25: np.ndarray, bm25_weight: float) -> np.ndarray
 
 @jax.jit
 def _maxsim(q, q_mask, p, p_mask):
-  return interaction.maxsim(q, q_mask > 0, p.astype(jnp.float32), p_mask > 0)
+  return scorer_lib.maxsim(q, q_mask > 0, p.astype(jnp.float32), p_mask > 0)
