@@ -22,12 +22,12 @@ from kard_jax.data.jsonl import atomic_open
 
 # file-name pattern under results/ -> "module:function" taking the parsed JSON, returning markdown
 RENDERERS: dict[str, str] = {
-    "retrieval_recall.json": "kard_jax.retrieval.report:render",
-    "reranker_*.json": "kard_jax.reranker.report:render",
+    "retrieval_recall.json": "kard_jax.report.retrieval_tables:render",
+    "reranker_*.json": "kard_jax.report.reranker_tables:render",
     "synthetic.json": "kard_jax.report.tables:markdown",
     "synthetic_*.json": "kard_jax.report.tables:markdown",
-    "bench_serve.json": "kard_jax.serve.report:render",
-    "bench_retrieval_scale.json": "kard_jax.retrieval.scale_report:render",
+    "bench_serve.json": "kard_jax.report.serve_tables:render",
+    "bench_retrieval_scale.json": "kard_jax.report.retrieval_scale_tables:render",
     "bench_*.json": "kard_jax.report.bench:render",
     "plan_*.json": "kard_jax.training.plan:render",
 }

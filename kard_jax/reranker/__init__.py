@@ -8,5 +8,4 @@
   stage      a run: its config, assembling and restoring it, and train / evaluate / apply
   inference  a trained scorer reranking candidate lists (passage vectors computed once)
   metrics    recall@k of gold evidence and KARD's accuracy, beside the BM25 baselines
-  report     Markdown tables from the reranker's result files
 """

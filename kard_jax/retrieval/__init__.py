@@ -9,6 +9,6 @@
   retrieve.py        question-as-query candidates and rationale-as-query passages
   rescore.py         BM25(rationale, candidate): the reranker's training target
   retrieval_file.py  the retrieval file format the SeqIO tasks and the reranker read
-  gold.py, metrics.py, report.py   gold evidence, recall@k, the markdown table
+  gold.py, metrics.py   gold evidence, recall@k (tables: kard_jax/report/retrieval_tables.py)
 Modules import lazily what they need, so importing this package stays cheap.
 """

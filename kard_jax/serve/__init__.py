@@ -8,5 +8,5 @@
   server.py     the standard-library HTTP server: routes, server-sent events, cancellation
   page.py       the page at GET / (plain HTML and a few lines of script)
   rerank.py     the KARD reranker over a new question's BM25 candidates
-  report.py     results/bench_serve.json (bench/serve.py) as the README's table
+  (its README table: kard_jax/report/serve_tables.py)
 """

@@ -6,7 +6,7 @@ import optax
 from kard_jax.reranker import inference as inference_lib
 from kard_jax.reranker import metrics as metrics_lib
 from kard_jax.reranker import model as model_lib
-from kard_jax.reranker import report
+from kard_jax.report import reranker_tables as report
 
 
 def test_kard_accuracy_counts_ties_against_the_scorer():

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from kard_jax.report.stamp import missing_stamp_fields
-from kard_jax.retrieval import scale_report
+from kard_jax.report import retrieval_scale_tables as scale_report
 from tests.conftest import REPO_ROOT
 
 

@@ -1,6 +1,6 @@
 """Markdown tables from the reranker's result files (results/reranker_*.json), for the README.
 
-    python -m kard_jax.reranker.report results/reranker_strategyqa.json \
+    python -m kard_jax.report.reranker_tables results/reranker_strategyqa.json \
         results/reranker_synthetic.json
 
 A result file is `kard rerank evaluate`'s JSON plus "benchmark", "title", "commands" (the exact
@@ -90,7 +90,7 @@ def render(result: Mapping[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
   paths = list(sys.argv[1:] if argv is None else argv)
   if not paths:
-    print("usage: python -m kard_jax.reranker.report RESULT.json [RESULT.json ...]",
+    print("usage: python -m kard_jax.report.reranker_tables RESULT.json [RESULT.json ...]",
           file=sys.stderr)
     return 2
   sections = []

@@ -1,6 +1,6 @@
 """Renders a retrieval-evaluation JSON (`kard retrieval evaluate --out`) as a markdown table.
 
-  python -m kard_jax.retrieval.report results/retrieval_recall.json
+  python -m kard_jax.report.retrieval_tables results/retrieval_recall.json
 """
 
 from __future__ import annotations
