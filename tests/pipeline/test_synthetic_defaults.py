@@ -10,7 +10,7 @@ import pathlib
 import gin
 import pytest
 
-from kard_jax.pipeline import claims
+from kard_jax.report import claims
 from kard_jax.pipeline import config as config_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -327,7 +327,8 @@ def _run_evaluate(args) -> int:
 
 
 def _evaluate(args, measurement) -> int:
-  from kard_jax.retrieval import bm25_index, gold, metrics, report
+  from kard_jax.report import retrieval_tables
+  from kard_jax.retrieval import bm25_index, gold, metrics
 
   ks = [int(k) for k in args.k.split(",") if k.strip()]
   kinds = (args.queries.split(",") if args.queries else
@@ -368,7 +369,7 @@ def _evaluate(args, measurement) -> int:
     with atomic_open(args.out) as f:
       json.dump({"stamp": stamp, **result}, f, indent=1)
       f.write("\n")
-  print(report.markdown_table({"rows": rows}), file=sys.stderr)
+  print(retrieval_tables.markdown_table({"rows": rows}), file=sys.stderr)
   print(json.dumps({"rows": rows}))
   return 0
 
