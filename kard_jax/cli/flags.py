@@ -33,7 +33,7 @@ import math
 import os
 import sys
 import urllib.parse
-from typing import Callable, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 _GIN_PREFIX = "--gin."
 
@@ -161,8 +161,9 @@ def parse_gin(args: argparse.Namespace) -> None:
   """Makes gin's global config exactly args.gin_file plus args.gin_bindings.
 
   The config is cleared first: a command's settings are its files and flags, never what an
-  earlier command in the same process left bound. This is the process edge: below it, code reads
-  gin files only through `kard_jax.training.gin_config.scoped`.
+  earlier command in the same process left bound. This is the process edge: below it, nothing
+  parses or clears gin (`read_gin` reads further files here, for commands that build several
+  configs).
   """
   import gin  # imported here so commands that need no gin start fast
 
@@ -172,3 +173,24 @@ def parse_gin(args: argparse.Namespace) -> None:
   gin_config.parse(list(getattr(args, "gin_file", []) or []),
                    list(getattr(args, "gin_bindings", []) or []),
                    getattr(args, "gin_search_paths", "").split(","))
+
+
+def read_gin(files: Sequence[str], bindings: Sequence[str], build: Callable[[], Any],
+             extra_search_paths: Sequence[str] = ()) -> Any:
+  """What `build()` returns while gin's configuration is exactly `files` + `bindings`.
+
+  For a command that needs several configurations (`kard pipeline`: the reranker's and each
+  student's): each is read here, at the process edge, into built objects that need no gin
+  afterwards. Gin's configuration is cleared before the parse and after the build (also after an
+  error), so nothing parsed earlier leaks in and nothing read here outlives the call.
+  """
+  import gin  # pylint: disable=import-outside-toplevel
+
+  from kard_jax.training import gin_config  # pylint: disable=import-outside-toplevel
+
+  gin.clear_config()
+  try:
+    gin_config.parse(files, bindings, extra_search_paths)
+    return build()
+  finally:
+    gin.clear_config()

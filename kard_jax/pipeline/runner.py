@@ -48,20 +48,93 @@ def _examples(bench: bs.Bench, split: str):
   return read_examples(bench.files[f"examples/{split}.jsonl"])
 
 
-def reranker_train_config(config: PipelineConfig):
-  """The reranker's `stage.TrainConfig`, read from its gin file and bindings into a standalone
-  object. Called once, at the pipeline's entry before any stage runs (no stage reads gin)."""
-  from kard_jax.reranker import stage  # pylint: disable=import-outside-toplevel
-  from kard_jax.training import gin_config  # pylint: disable=import-outside-toplevel
+@dataclasses.dataclass(frozen=True)
+class GinRead:
+  """Objects a run needs from gin files: `build()`, called while gin's configuration is exactly
+  `files` + `bindings`, returns them. The process edge executes every read of a run (see
+  `gin_reads`) before any stage runs: `kard_jax.cli.commands.pipeline.read_stage_configs`."""
+  files: tuple[str, ...]
+  bindings: tuple[str, ...]
+  build: Callable[[], Any]
 
-  with gin_config.scoped([bs.reranker_gin(config)], list(config.reranker_bindings)):
-    return stage.TrainConfig.from_gin()
+
+@dataclasses.dataclass(frozen=True)
+class StageConfigs:
+  """What the stages of a run build from gin files, read at the pipeline's entry: the
+  reranker's `stage.TrainConfig` (None when no method needs it) and each student, by (training
+  method, seed)."""
+  reranker: Any = None
+  students: dict[tuple[str, int], ss.Student] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def from_built(cls, built: dict[Any, Any]) -> "StageConfigs":
+    """From {key of `gin_reads`: what its build returned}."""
+    return cls(reranker=built.get("reranker"),
+               students={k[1:]: v for k, v in built.items() if k != "reranker"})
+
+  def student(self, method_key: str, seed: int) -> ss.Student:
+    owner = methods_lib.training_owner(method_key)
+    try:
+      return self.students[(owner, seed)]
+    except KeyError:
+      raise KeyError(f"no student read for method {owner!r}, seed {seed} (runner.gin_reads "
+                     "lists what a run reads)") from None
+
+
+def entry_vocab_size(config: PipelineConfig) -> int:
+  """The students' vocabulary rows, known before the vocabulary stage runs: a given
+  vocabulary's pieces, or the trained one's (`config.vocab_size`: SentencePiece trains exactly
+  that many), plus the extra ids, rounded up (`student_stages.vocab_size_for`)."""
+  if config.vocab_file:
+    import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+
+    from kard_jax.data.errors import InputError  # pylint: disable=import-outside-toplevel
+    try:
+      pieces = spm.SentencePieceProcessor(model_file=config.vocab_file).get_piece_size()
+    except (OSError, RuntimeError) as e:
+      raise InputError(config.vocab_file, f"not a SentencePiece model ({e})") from None
+  else:
+    pieces = config.vocab_size
+  return ss.vocab_size_for(pieces + config.vocab_extra_ids)
+
+
+def _students(config: PipelineConfig) -> list[tuple[str, int]]:
+  """(training method, seed) of every student a run trains (Sci-CoT's stage 1 at Sci-CoT's
+  seeds too)."""
+  keys = list(config.methods) + (list(config.sweep_methods) if config.sweep_entities else [])
+  out: dict[tuple[str, int], None] = {}
+  for key in dict.fromkeys(keys):
+    if methods_lib.get(key).train_task is None:
+      continue
+    for seed in config.seeds_for(key):
+      if key == "scicot":
+        out[(methods_lib.training_owner(methods_lib.SCICOT_RATIONALE_FROM), seed)] = None
+      out[(methods_lib.training_owner(key), seed)] = None
+  return list(out)
+
+
+def gin_reads(config: PipelineConfig) -> dict[Any, GinRead]:
+  """Every gin read a run of `config` needs, by key: "reranker" (its `stage.TrainConfig`, when
+  a method needs the reranker) and ("student", method, seed) for each trained student."""
+  reads: dict[Any, GinRead] = {}
+  sweep_rerank = bool(config.sweep_entities) and "kard_rerank" in config.sweep_methods
+  if "kard_rerank" in config.methods or sweep_rerank:
+    def build_reranker():
+      from kard_jax.reranker import stage  # pylint: disable=import-outside-toplevel
+      return stage.TrainConfig.from_gin()
+    reads["reranker"] = GinRead((bs.reranker_gin(config),), tuple(config.reranker_bindings),
+                                build_reranker)
+  vocab_size = entry_vocab_size(config)
+  for owner, seed in _students(config):
+    gin_file, bindings, build = ss.student_read(config, owner, vocab_size, seed)
+    reads[("student", owner, seed)] = GinRead((gin_file,), bindings, build)
+  return reads
 
 
 def prepare(store: Store, bench: bs.Bench, config: PipelineConfig, *, need_reranker: bool,
             synthetic_overrides: dict[str, Any] | None = None, reranker_config: Any = None) -> bool:
   """Data, knowledge base, teacher, vocabulary, index, retrieval (and the reranker, trained with
-  `reranker_config`, see `reranker_train_config`).
+  `reranker_config`, the reranker's `stage.TrainConfig` read at the entry: `StageConfigs`).
 
   Returns False when a stage outside `--only` is missing (nothing after it can run)."""
   try:
@@ -111,20 +184,24 @@ def _seed_entry(seed: int, counted: dict[str, Any], **extra: Any) -> dict[str, A
 
 
 def evaluate_methods(store: Store, bench: bs.Bench, config: PipelineConfig,
-                     method_keys: Sequence[str], *, self_consistency: bool,
-                     group_field: str | None) -> list[dict[str, Any]]:
-  """Trains and evaluates each method; returns one results row per (method, decoding)."""
+                     method_keys: Sequence[str], configs: StageConfigs, *,
+                     self_consistency: bool, group_field: str | None) -> list[dict[str, Any]]:
+  """Trains and evaluates each method (its students from `configs`); returns one results row
+  per (method, decoding)."""
   pieces = bs.vocab_pieces(bench, config.vocab_extra_ids)
   if not config.vocab_file:
     # Trained vocabularies get the rows asked for even when a small corpus gave fewer pieces,
     # so students of every benchmark variant share one shape (and one compiled program).
     pieces = max(pieces, config.vocab_size + config.vocab_extra_ids)
   vocab_size = ss.vocab_size_for(pieces)
+  if vocab_size != entry_vocab_size(config):  # the students were built for that many rows
+    raise RuntimeError(f"[{bench.name}] the vocabulary has {pieces} pieces ({vocab_size} rows), "
+                       f"but the students were read for {entry_vocab_size(config)} rows")
   examples = _examples(bench, config.eval_split)
   rows: list[dict[str, Any]] = []
   for key in method_keys:
     try:
-      rows += _method_rows(store, bench, config, key, vocab_size, examples,
+      rows += _method_rows(store, bench, config, key, configs, examples,
                            self_consistency=self_consistency, group_field=group_field)
     except MissingStage as e:
       store.skipped.append(str(e))
@@ -133,7 +210,7 @@ def evaluate_methods(store: Store, bench: bs.Bench, config: PipelineConfig,
 
 
 def _method_rows(store: Store, bench: bs.Bench, config: PipelineConfig, key: str,
-                 vocab_size: int, examples, *, self_consistency: bool,
+                 configs: StageConfigs, examples, *, self_consistency: bool,
                  group_field: str | None) -> list[dict[str, Any]]:
   """Trains and evaluates one method (reusing what is finished); its results rows."""
   method = methods_lib.get(key)
@@ -153,15 +230,18 @@ def _method_rows(store: Store, bench: bs.Bench, config: PipelineConfig, key: str
   per_seed: dict[str, list[dict[str, Any]]] = {d.name: [] for d in decodings}
   for seed in config.seeds_for(key):
     if key == "scicot":
-      stage1 = ss.train(store, bench, config, methods_lib.SCICOT_RATIONALE_FROM, vocab_size, seed)
+      stage1_student = configs.student(methods_lib.SCICOT_RATIONALE_FROM, seed)
+      stage1 = ss.train(store, bench, config, methods_lib.SCICOT_RATIONALE_FROM, stage1_student,
+                        seed)
       rationale_model = methods_lib.get(methods_lib.SCICOT_RATIONALE_FROM)
       firsts = {split: ss.evaluate(store, bench, config, rationale_model, ss.GREEDY, stage1,
-                                   vocab_size, split, seed=seed)
+                                   stage1_student, split, seed=seed)
                 for split in ss.scicot_splits(config)}
       ss.scicot_rationales(store, bench, config, firsts, seed)
-    trained = ss.train(store, bench, config, key, vocab_size, seed)
+    student = configs.student(key, seed)
+    trained = ss.train(store, bench, config, key, student, seed)
     for decoding in decodings:
-      evaluated = ss.evaluate(store, bench, config, method, decoding, trained, vocab_size,
+      evaluated = ss.evaluate(store, bench, config, method, decoding, trained, student,
                               seed=seed)
       predictions = evaluated.file("predictions.jsonl")
       counted = results.recount(predictions, examples, group_field)
@@ -179,10 +259,13 @@ def _group_field(config: PipelineConfig) -> str | None:
   return "entity_split" if config.benchmark == "synthetic" else None
 
 
-def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = None,
-        force: Sequence[str] = (), command: str = "kard pipeline",
-        write: bool = True) -> Outcome:
-  """Runs (or reuses) every stage for `config` under `work_dir`; writes the report."""
+def run(config: PipelineConfig, work_dir: str, configs: StageConfigs, *,
+        only: Sequence[str] | None = None, force: Sequence[str] = (),
+        command: str = "kard pipeline", write: bool = True) -> Outcome:
+  """Runs (or reuses) every stage for `config` under `work_dir`; writes the report.
+
+  `configs` holds what the stages build from gin files, read at the process edge from
+  `gin_reads(config)` (`kard_jax.cli.commands.pipeline.read_stage_configs`)."""
   measurement = stamp_lib.Measurement(packages=("jax", "jaxlib", "flax", "optax", "numpy"),
                                       argv=shlex.split(command))
   measurement.__enter__()
@@ -195,13 +278,11 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
   main = bs.Bench(config.benchmark, config.benchmark,
                   os.path.join(store.root, "data", config.benchmark))
   need_reranker = "kard_rerank" in config.methods
-  reranker_config = None
-  if need_reranker or (config.sweep_entities and "kard_rerank" in config.sweep_methods):
-    reranker_config = reranker_train_config(config)
+  reranker_config = configs.reranker
   rows: list[dict[str, Any]] = []
   if prepare(store, main, config, need_reranker=need_reranker, reranker_config=reranker_config):
-    rows = evaluate_methods(store, main, config, config.methods, self_consistency=True,
-                            group_field=group_field)
+    rows = evaluate_methods(store, main, config, config.methods, configs,
+                            self_consistency=True, group_field=group_field)
 
   sweep_rows: list[dict[str, Any]] = []
   sweep_retrieval: dict[str, Any] = {}
@@ -223,8 +304,8 @@ def run(config: PipelineConfig, work_dir: str, *, only: Sequence[str] | None = N
                        synthetic_overrides={"num_entities": n}, reranker_config=reranker_config):
           continue
       if missing:
-        bench_rows += evaluate_methods(store, bench, config, missing, self_consistency=False,
-                                       group_field=group_field)
+        bench_rows += evaluate_methods(store, bench, config, missing, configs,
+                                       self_consistency=False, group_field=group_field)
       for r in bench_rows:
         sweep_rows.append({"num_entities": n, **{k: r[k] for k in (
             "method", "name", "accuracy", "interval", "interval_kind", "counts",

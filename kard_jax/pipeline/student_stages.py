@@ -1,11 +1,12 @@
 """The student stages: train a method's student, decode the evaluation split, and Sci-CoT's hand-over.
 
-Training reads the method's gin file (plus the pipeline's bindings: model directory, vocabulary
-size, seed) into a `training.train.TrainConfig` in a gin scope (`training.gin_config.scoped`), then
-runs it with `training.train.run`, after registering the benchmark's SeqIO tasks on the
-assembled view. A stage's key covers the gin files (with their includes), the bindings and
-the content of exactly the files its task reads, so e.g. adding a method or re-running the
-reranker never retrains answer-only fine-tuning.
+A student is what its method's gin file describes (plus the pipeline's bindings: vocabulary size,
+seed): a `Student`, read once at the pipeline's entry (`student_read`, executed by the process
+edge, `kard_jax.cli.commands.pipeline`) into a `training.train.TrainConfig`. The training stage
+gives that config its model directory and runs it with `training.train.run`, after registering
+the benchmark's SeqIO tasks on the assembled view; no stage reads gin. A stage's key covers the
+gin files (with their includes), the bindings and the content of exactly the files its task
+reads, so e.g. adding a method or re-running the reranker never retrains answer-only fine-tuning.
 """
 
 from __future__ import annotations
@@ -98,17 +99,61 @@ def register_tasks(bench: Bench, config: PipelineConfig,
       max_input_length=max_input_length)
 
 
-def input_length(gin_file: str, bindings: Sequence[str]) -> int | None:
-  """TASK_FEATURE_LENGTHS['inputs'] of a method's training gin file with `bindings`: the length
-  its task fits inputs to, in training and in evaluation alike (None when it binds none)."""
-  from kard_jax.training import gin_config  # pylint: disable=import-outside-toplevel
-
-  lengths = gin_config.query([gin_file], bindings, "%TASK_FEATURE_LENGTHS")
-  return int(lengths["inputs"]) if lengths and lengths.get("inputs") else None
+# The model directory while a student's gin is read at the pipeline's entry, before its stage
+# (whose directory is the model's) exists; the training stage puts the real one in its place.
+MODEL_DIR_PLACEHOLDER = "<the training stage's model directory>"
 
 
-def _student_bindings(config: PipelineConfig, vocab_size: int) -> list[str]:
-  return [f"VOCAB_SIZE={vocab_size}"] + list(config.train_bindings)
+@dataclasses.dataclass(frozen=True)
+class Student:
+  """A method's student, built from its gin file and `bindings` at the pipeline's entry:
+  `train_config` (model, task, optimizer, steps; model_dir `MODEL_DIR_PLACEHOLDER`) and
+  `input_length` (TASK_FEATURE_LENGTHS['inputs']: the length its task fits inputs to, in
+  training and in evaluation alike; None when the gin file binds none)."""
+  gin_file: str
+  bindings: tuple[str, ...]
+  train_config: Any  # training.train.TrainConfig
+  input_length: int | None
+
+  def at(self, model_dir: str) -> Any:
+    """`train_config` with its model directory (also in the config.gin text it writes)."""
+    return dataclasses.replace(
+        self.train_config, model_dir=model_dir,
+        config_text=self.train_config.config_text.replace(MODEL_DIR_PLACEHOLDER, model_dir))
+
+
+def student_bindings(config: PipelineConfig, vocab_size: int, seed: int) -> tuple[str, ...]:
+  """The pipeline's bindings for a student: vocabulary rows, training seed (gin RANDOM_SEED:
+  initialisation and data order), then the config's `train_bindings`."""
+  return (f"VOCAB_SIZE={vocab_size}", f"RANDOM_SEED={seed}", *config.train_bindings)
+
+
+def student_read(config: PipelineConfig, method_key: str, vocab_size: int,
+                 seed: int) -> tuple[str, tuple[str, ...], Any]:
+  """(gin file, bindings, build) for the student of `method_key` (its training owner's):
+  `build()`, called while gin's configuration is exactly that file and those bindings, returns
+  the `Student`."""
+  gin_file = method_gin(config, methods_lib.training_owner(method_key))
+  bindings = student_bindings(config, vocab_size, seed)
+
+  def build() -> Student:
+    import gin  # pylint: disable=import-outside-toplevel
+
+    from kard_jax.training import train as train_lib  # pylint: disable=import-outside-toplevel
+
+    train_config = train_lib.config_from_gin(model_dir=MODEL_DIR_PLACEHOLDER)
+    rest = dataclasses.replace(train_config, model_dir="", config_text="")
+    if MODEL_DIR_PLACEHOLDER in repr(rest):
+      raise ValueError(f"{gin_file}: under `kard pipeline`, MODEL_DIR may bind train.model_dir "
+                       "only (each student's directory is its training stage's)")
+    try:
+      lengths = gin.query_parameter("%TASK_FEATURE_LENGTHS")
+    except ValueError:
+      lengths = None
+    length = int(lengths["inputs"]) if lengths and lengths.get("inputs") else None
+    return Student(gin_file, bindings, train_config, length)
+
+  return gin_file, bindings + (f"MODEL_DIR = {MODEL_DIR_PLACEHOLDER!r}",), build
 
 
 def _reads(method: methods_lib.Method) -> tuple[str, ...]:
@@ -122,29 +167,22 @@ def _reads(method: methods_lib.Method) -> tuple[str, ...]:
 
 
 def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
-          vocab_size: int, seed: int = 0) -> Artifact:
+          student: Student, seed: int = 0) -> Artifact:
   """The trained student of `method_key` (or of the method it shares its student with), from
-  training seed `seed` (gin RANDOM_SEED: initialisation and data order)."""
+  training seed `seed`; `student` is that method's and seed's (see `student_read`)."""
   owner = methods_lib.get(methods_lib.training_owner(method_key))
-  gin_file = method_gin(config, owner.key)
   inputs = {k: bench.need(k) for k in _reads(owner)}
-  inputs.update(gin_inputs(store, gin_file))
-  bindings = [f"VOCAB_SIZE={vocab_size}", f"RANDOM_SEED={seed}"] + list(config.train_bindings)
-  settings = {"bindings": bindings, "num_passages": config.num_passages,
+  inputs.update(gin_inputs(store, student.gin_file))
+  settings = {"bindings": list(student.bindings), "num_passages": config.num_passages,
               "max_rationales": config.max_rationales, "extra_ids": config.vocab_extra_ids}
   if owner.key == "multitask":
     settings["multitask_rates"] = list(config.multitask_rates)
 
   def make(out):
-    from kard_jax.training import gin_config  # pylint: disable=import-outside-toplevel
     from kard_jax.training import train as train_lib  # pylint: disable=import-outside-toplevel
 
-    register_tasks(bench, config, input_length(gin_file, bindings))
-    model_dir = os.path.join(out, "model")
-    # MODEL_DIR as `kard train --model_dir` binds it (gin files may read the macro).
-    with gin_config.scoped([gin_file], bindings + [f"MODEL_DIR = {model_dir!r}"]):
-      train_config = train_lib.config_from_gin(model_dir=model_dir)
-    train_lib.run(train_config)
+    register_tasks(bench, config, student.input_length)
+    train_lib.run(student.at(os.path.join(out, "model")))
     return {"method": owner.key}
 
   art = store.run(bench.stage("train", owner.key, f"s{seed}"), make, inputs=inputs,
@@ -214,10 +252,10 @@ def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
 
 
 def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods_lib.Method,
-             decoding: Decoding, trained: Artifact, vocab_size: int,
+             decoding: Decoding, trained: Artifact, student: Student,
              split: str | None = None, seed: int = 0) -> Artifact:
-  """predictions.jsonl + metrics.json of `method`'s student (training seed `seed`) on `split`
-  (default: the evaluation split)."""
+  """predictions.jsonl + metrics.json of `method`'s student (`trained` from `student`, training
+  seed `seed`) on `split` (default: the evaluation split)."""
   from kard_jax.decoding import evaluate as eval_lib  # pylint: disable=import-outside-toplevel
 
   import tasks  # pylint: disable=import-outside-toplevel
@@ -227,8 +265,7 @@ def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods
   inputs = {"model": trained, **eval_inputs(bench, method)}
   split = split or config.eval_split
   # The input length the student was trained on: its task fits evaluation inputs to it too.
-  max_input_length = input_length(method_gin(config, methods_lib.training_owner(method.key)),
-                                  _student_bindings(config, vocab_size))
+  max_input_length = student.input_length
   settings = {"task": method.eval_task, "split": split, "max_input_length": max_input_length,
               "decoding": dataclasses.asdict(decode), "batch_size": config.eval_batch_size,
               "num_passages": config.num_passages}

@@ -1,24 +1,17 @@
-"""Gin files in, typed training configs out.
+"""Parsing gin files: where they resolve, a clear error for a missing one, the parse itself.
 
-Gin's configuration is one process-wide table. A command owns it: `kard COMMAND` (see
-`kard_jax.cli.flags.parse_gin`) parses its files and flags into it once, at the process edge.
-A pipeline stage needs what a gin file describes as objects (a student: one gin file per method,
-bound to the vocabulary an earlier stage trained), so it reads them in `scoped`: the table holds
-exactly those files for one block, in which the stage builds its typed config, and is empty after
-it. The stage then runs on the built objects, with no gin left to consult.
-
-  with gin_config.scoped([gin_file], bindings):
-    config = train_lib.config_from_gin(model_dir=...)   # built objects; no gin needed later
-  train_lib.run(config)
-
-`search_paths` and `check_files` are shared with the command line.
+Gin's configuration is one process-wide table, and the process edge owns it: `kard COMMAND`
+(`kard_jax.cli.flags.parse_gin`) parses its files and flags once, and `kard pipeline` reads
+every stage's gin files into typed configs before any stage runs
+(`kard_jax.cli.flags.read_gin`). Below the edge nothing parses or clears gin; library code
+reads gin's current bindings only where asked to build a config from them (e.g.
+`training.train.config_from_gin`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 from kard_jax.data.errors import InputError
 
@@ -49,35 +42,3 @@ def parse(files: Sequence[str], bindings: Sequence[str] = (),
     gin.add_config_file_search_path(p)
   check_files(files, paths)
   gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=False)
-
-
-@contextlib.contextmanager
-def scoped(files: Sequence[str], bindings: Sequence[str] = (),
-           extra_search_paths: Sequence[str] = ()) -> Iterator[None]:
-  """Gin's configuration is exactly `files` + `bindings` for the block, and empty after it.
-
-  For code below the process edge that needs what a gin file describes as objects: read them
-  inside the block, use them after it. Nothing parsed here outlives the block, and nothing
-  parsed before it (a command's own files, another stage's) leaks into it.
-  """
-  import gin  # pylint: disable=import-outside-toplevel
-
-  gin.clear_config()
-  try:
-    parse(files, bindings, extra_search_paths)
-    yield
-  finally:
-    gin.clear_config()
-
-
-def query(files: Sequence[str], bindings: Sequence[str], name: str,
-          default: Any = None) -> Any:
-  """The value `name` (a macro `%NAME` or `configurable.param`) has under `files` + `bindings`,
-  or `default` when they bind none."""
-  import gin  # pylint: disable=import-outside-toplevel
-
-  with scoped(files, bindings):
-    try:
-      return gin.query_parameter(name)
-    except ValueError:
-      return default

@@ -12,6 +12,7 @@ import pathlib
 import gin
 import pytest
 
+from kard_jax.cli.commands.pipeline import read_stage_configs
 from kard_jax.pipeline import config as config_lib
 from kard_jax.pipeline import runner
 from kard_jax.report import stamp
@@ -49,7 +50,8 @@ def capacity_run(tmp_path_factory):
   jax.config.update("jax_compilation_cache_dir", str(root / "jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   config = tiny_capacity_config(str(root / "results"), make_tiny_bert(str(root / "tiny_bert")))
-  outcome = runner.run(config, str(root / "work"), command="pytest mini capacity")
+  outcome = runner.run(config, str(root / "work"), read_stage_configs(config),
+                       command="pytest mini capacity")
   return root, config, outcome
 
 

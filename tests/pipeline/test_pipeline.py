@@ -12,9 +12,11 @@ import dataclasses
 import json
 import os
 
+import gin
 import numpy as np
 import pytest
 
+from kard_jax.cli.commands.pipeline import read_stage_configs
 from kard_jax.data.example import read_examples
 from kard_jax.data.jsonl import iter_jsonl, read_jsonl
 from kard_jax.data.rationale import read_rationales
@@ -94,8 +96,19 @@ def first_run(tmp_path_factory):
   jax.config.update("jax_compilation_cache_dir", str(root / "jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   config = mini_config(str(root / "results"), make_tiny_bert(str(root / "tiny_bert")))
-  outcome = runner.run(config, str(root / "work"), command="pytest mini pipeline")
+  stage_configs = read_stage_configs(config)
+  with pytest.MonkeyPatch.context() as patch:  # no stage parses or clears gin (issue #17)
+    for name in ("parse_config_files_and_bindings", "parse_config", "clear_config"):
+      patch.setattr(gin, name, _no_gin_in_stages(name))
+    outcome = runner.run(config, str(root / "work"), stage_configs,
+                         command="pytest mini pipeline")
   return root, config, outcome
+
+
+def _no_gin_in_stages(name):
+  def refuse(*args, **kwargs):
+    raise AssertionError(f"a pipeline stage called gin.{name}: gin is read at the entry only")
+  return refuse
 
 
 def _stage_dirs(outcome, family: str) -> list[str]:
@@ -189,12 +202,15 @@ def test_results_table_lists_every_method(first_run):
 
 def test_second_run_reuses_every_stage(first_run):
   root, config, outcome = first_run
-  again = runner.run(config, str(root / "work"), command="pytest mini pipeline")
+  again = runner.run(config, str(root / "work"), read_stage_configs(config),
+                     command="pytest mini pipeline")
   assert [r["status"] for r in again.stages] == ["reused"] * len(again.stages)
   assert [r["dir"] for r in again.stages] == [r["dir"] for r in outcome.stages]
   assert again.results["rows"] == outcome.results["rows"]
   # A new sampling seed re-runs only the self-consistency evaluations.
-  changed = runner.run(dataclasses.replace(config, eval_seed=1), str(root / "work"), write=False)
+  changed_config = dataclasses.replace(config, eval_seed=1)
+  changed = runner.run(changed_config, str(root / "work"), read_stage_configs(changed_config),
+                       write=False)
   ran = {r["stage"] for r in changed.stages if r["status"] == "ran"}
   assert ran and all("_sc" in s for s in ran)
 

@@ -17,6 +17,7 @@ import time
 import openai
 import pytest
 
+from kard_jax.cli.commands.pipeline import read_stage_configs
 from kard_jax.data.answers import parse_answer
 from kard_jax.data.example import Choice, read_examples
 from kard_jax.decoding import voting
@@ -44,7 +45,7 @@ def _train_student(root: str) -> str:
       train_bindings=tuple(TINY_STUDENT), self_consistency=0, sweep_entities=(),
       results_dir=os.path.join(root, "results"), plot=False)
   work = os.path.join(root, "work")
-  runner.run(config, work, only=STAGES, write=False)
+  runner.run(config, work, read_stage_configs(config), only=STAGES, write=False)
   return work
 
 

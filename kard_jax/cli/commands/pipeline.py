@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
   from kard_jax.pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
   from kard_jax.cli import flags  # pylint: disable=import-outside-toplevel
+  from kard_jax.data.errors import InputError  # pylint: disable=import-outside-toplevel
 
   files = args.config or [DEFAULT_CONFIG]
   gin_args = argparse.Namespace(gin_file=files, gin_search_paths=args.gin_search_paths,
@@ -66,7 +67,12 @@ def run(args: argparse.Namespace) -> int:
   if args.results_dir:
     import dataclasses  # pylint: disable=import-outside-toplevel
     config = dataclasses.replace(config, results_dir=args.results_dir)
-  gin.clear_config()  # the pipeline's settings are read; stages read theirs in gin scopes
+  gin.clear_config()  # the pipeline's settings are read
+  try:  # every stage's gin files, read here once; no stage reads gin
+    stage_configs = read_stage_configs(config)
+  except InputError as e:
+    print(f"kard pipeline: {e}", file=sys.stderr)
+    return 2
 
   os.makedirs(args.work_dir, exist_ok=True)
   _setup_jax(args.work_dir, cache=not args.no_compile_cache)
@@ -77,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
   command = getattr(args, "command_line", None) or _command_line(sys.argv[2:])
   try:
-    outcome = runner.run(config, args.work_dir, only=args.only, force=args.force,
-                         command=command)
+    outcome = runner.run(config, args.work_dir, stage_configs, only=args.only,
+                         force=args.force, command=command)
   except MissingStage as e:
     print(f"kard pipeline: {e}", file=sys.stderr)
     return 2
@@ -89,6 +95,17 @@ def run(args: argparse.Namespace) -> int:
   print(f"pipeline finished in {timing['total_seconds']:.0f} s ({timing['ran']} stages ran, "
         f"{timing['reused']} reused)", file=sys.stderr)
   return 0
+
+
+def read_stage_configs(config):
+  """What `config`'s stages build from gin files (`runner.gin_reads`), each read in its own
+  gin configuration at this edge: a `runner.StageConfigs`."""
+  from kard_jax.cli import flags  # pylint: disable=import-outside-toplevel
+  from kard_jax.pipeline import runner  # pylint: disable=import-outside-toplevel
+
+  return runner.StageConfigs.from_built(
+      {key: flags.read_gin(read.files, read.bindings, read.build)
+       for key, read in runner.gin_reads(config).items()})
 
 
 def _setup_jax(work_dir: str, cache: bool) -> None:

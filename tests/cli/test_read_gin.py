@@ -1,4 +1,5 @@
-"""Gin files -> `TrainConfig` in a gin scope: built objects that need no gin after the scope."""
+"""Gin files -> `TrainConfig` at the process edge (`flags.read_gin`): built objects that need no gin
+afterwards, and gin empty after the read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from kard_jax.data.errors import InputError
-from kard_jax.training import gin_config
+from kard_jax.cli import flags
 from kard_jax.training import train as train_lib
 
 GIN = """
@@ -34,10 +35,10 @@ def gin_file(tmp_path):
   return str(path)
 
 
-def test_scoped_config_is_built_and_gin_is_empty_after(gin_file, tmp_path):
+def test_read_config_is_built_and_gin_is_empty_after(gin_file, tmp_path):
   gin.parse_config("MODEL_DIR = 'left over from an earlier parse'")
-  with gin_config.scoped([gin_file], ["TRAIN_STEPS = 9", "MODEL_DIR = 'x'"]):
-    config = train_lib.config_from_gin(model_dir=str(tmp_path / "run"))
+  config = flags.read_gin([gin_file], ["TRAIN_STEPS = 9", "MODEL_DIR = 'x'"],
+                          lambda: train_lib.config_from_gin(model_dir=str(tmp_path / "run")))
   assert gin.config_str().strip() == ""
 
   assert isinstance(config, train_lib.TrainConfig)
@@ -51,25 +52,22 @@ def test_scoped_config_is_built_and_gin_is_empty_after(gin_file, tmp_path):
   # Unbound parameters keep `train`'s defaults.
   assert config.eval_steps is None and config.num_microbatches is None
 
-  # The optimizer was built in the scope: its gin binding (clipping at norm 1) holds after it.
+  # The optimizer was built in the read: its gin binding (clipping at norm 1) holds after it.
   grads = {"w": jnp.array([3.0, 4.0])}
   updates, _ = config.optimizer.update(grads, config.optimizer.init(grads), grads)
   assert jnp.allclose(updates["w"], -0.5 * jnp.array([0.6, 0.8]))
 
 
-def test_scope_is_emptied_after_an_error_and_a_missing_file_is_named(gin_file, tmp_path):
+def test_read_empties_gin_after_an_error_and_names_a_missing_file(gin_file, tmp_path):
   with pytest.raises(ValueError, match="no_such_parameter"):
-    with gin_config.scoped([gin_file], ["train_script.train.no_such_parameter = 1"]):
-      pass
+    flags.read_gin([gin_file], ["train_script.train.no_such_parameter = 1"], lambda: None)
+  assert gin.config_str().strip() == ""
+
+  def fails():
+    raise RuntimeError("build failed")
+  with pytest.raises(RuntimeError, match="build failed"):
+    flags.read_gin([gin_file], [], fails)
   assert gin.config_str().strip() == ""
   with pytest.raises(InputError, match="missing.gin"):
-    with gin_config.scoped([str(tmp_path / "missing.gin")]):
-      pass
-  assert gin.config_str().strip() == ""
-
-
-def test_query_reads_a_macro_and_leaves_gin_empty(gin_file):
-  assert gin_config.query([gin_file], [], "%TASK_FEATURE_LENGTHS") == {"inputs": 16,
-                                                                       "targets": 8}
-  assert gin_config.query([gin_file], [], "%NOT_BOUND", default="d") == "d"
+    flags.read_gin([str(tmp_path / "missing.gin")], [], lambda: None)
   assert gin.config_str().strip() == ""
