@@ -34,7 +34,7 @@ def tiny_capacity_config(results_dir: str, bert_dir: str) -> config_lib.Pipeline
   return dataclasses.replace(
       committed, synthetic=synthetic, sweep_entities=TINY_SIZES, vocab_size=200,
       num_candidates=6, train_bindings=tuple(TINY_STUDENT), max_decode_length=24,
-      eval_batch_size=16, results_dir=results_dir,
+      eval_batch_size=16, results_dir=results_dir, seeds=committed.seeds[:1],
       reranker_bindings=("TRAIN_STEPS=2", "WARMUP_STEPS=1", "BATCH_SIZE=8",
                          f"RerankerConfig.checkpoint={bert_dir!r}",
                          "RerankerConfig.max_query_length=24",
