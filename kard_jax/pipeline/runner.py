@@ -193,10 +193,10 @@ def evaluate_methods(store: Store, bench: bs.Bench, config: PipelineConfig,
     # Trained vocabularies get the rows asked for even when a small corpus gave fewer pieces,
     # so students of every benchmark variant share one shape (and one compiled program).
     pieces = max(pieces, config.vocab_size + config.vocab_extra_ids)
-  vocab_size = ss.vocab_size_for(pieces)
-  if vocab_size != entry_vocab_size(config):  # the students were built for that many rows
+  vocab_size, read_for = ss.vocab_size_for(pieces), entry_vocab_size(config)
+  if vocab_size != read_for:  # the students' models were built for read_for rows
     raise RuntimeError(f"[{bench.name}] the vocabulary has {pieces} pieces ({vocab_size} rows), "
-                       f"but the students were read for {entry_vocab_size(config)} rows")
+                       f"but the students were read for {read_for} rows")
   examples = _examples(bench, config.eval_split)
   rows: list[dict[str, Any]] = []
   for key in method_keys:

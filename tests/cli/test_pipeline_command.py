@@ -42,3 +42,23 @@ def test_only_runs_the_named_stages_and_writes_no_partial_report(tmp_path, capsy
   err = capsys.readouterr().err
   assert "[synthetic/data] reused" in err and "[synthetic/teacher] reused" in err
   assert (view / "spiece.model").is_file() and not (work / "stages" / "synthetic" / "index").exists()
+
+
+def test_a_stage_gin_error_stops_at_the_entry_with_one_line(tmp_path, capsys):
+  """Every stage's gin files are read before any stage runs: a binding they refuse, or a
+  missing gin file, ends the command at once (exit 2, one message, no stage run)."""
+  cfg = tmp_path / "pipeline.gin"
+  cfg.write_text(CONFIG % str(tmp_path / "results"))
+  work = tmp_path / "work"
+  code = cli.main(["pipeline", "--config", str(cfg), "--work_dir", str(work),
+                   "--gin.PipelineConfig.train_bindings=['nonexistent.param = 1']"])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert "kard pipeline: reading the stages' gin files: No configurable matching 'nonexistent'" \
+      in err and "Traceback" not in err
+  assert not (work / "stages").exists()
+
+  code = cli.main(["pipeline", "--config", str(cfg), "--work_dir", str(work),
+                   "--gin.PipelineConfig.gin_dir='/nowhere'"])
+  err = capsys.readouterr().err
+  assert code == 2 and "/nowhere/answer_only.gin: gin file not found" in err

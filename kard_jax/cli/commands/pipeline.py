@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
   except InputError as e:
     print(f"kard pipeline: {e}", file=sys.stderr)
     return 2
+  except ValueError as e:  # a binding or value the gin files refuse (gin names the line)
+    print(f"kard pipeline: reading the stages' gin files: {e}", file=sys.stderr)
+    return 2
 
   os.makedirs(args.work_dir, exist_ok=True)
   _setup_jax(args.work_dir, cache=not args.no_compile_cache)
