@@ -231,18 +231,16 @@ def _method_rows(store: Store, bench: bs.Bench, config: PipelineConfig, key: str
   for seed in config.seeds_for(key):
     if key == "scicot":
       stage1_student = configs.student(methods_lib.SCICOT_RATIONALE_FROM, seed)
-      stage1 = ss.train(store, bench, config, methods_lib.SCICOT_RATIONALE_FROM, stage1_student,
-                        seed)
+      stage1 = ss.train(store, bench, config, stage1_student)
       rationale_model = methods_lib.get(methods_lib.SCICOT_RATIONALE_FROM)
       firsts = {split: ss.evaluate(store, bench, config, rationale_model, ss.GREEDY, stage1,
-                                   stage1_student, split, seed=seed)
+                                   stage1_student, split)
                 for split in ss.scicot_splits(config)}
       ss.scicot_rationales(store, bench, config, firsts, seed)
     student = configs.student(key, seed)
-    trained = ss.train(store, bench, config, key, student, seed)
+    trained = ss.train(store, bench, config, student)
     for decoding in decodings:
-      evaluated = ss.evaluate(store, bench, config, method, decoding, trained, student,
-                              seed=seed)
+      evaluated = ss.evaluate(store, bench, config, method, decoding, trained, student)
       predictions = evaluated.file("predictions.jsonl")
       counted = results.recount(predictions, examples, group_field)
       extra = {"eval_dir": os.path.relpath(evaluated.path, store.root)}

@@ -109,7 +109,10 @@ class Student:
   """A method's student, built from its gin file and `bindings` at the pipeline's entry:
   `train_config` (model, task, optimizer, steps; model_dir `MODEL_DIR_PLACEHOLDER`) and
   `input_length` (TASK_FEATURE_LENGTHS['inputs']: the length its task fits inputs to, in
-  training and in evaluation alike; None when the gin file binds none)."""
+  training and in evaluation alike; None when the gin file binds none). `method` is the
+  training method (a student's owner, see `methods.training_owner`), `seed` its training seed."""
+  method: str
+  seed: int
   gin_file: str
   bindings: tuple[str, ...]
   train_config: Any  # training.train.TrainConfig
@@ -133,7 +136,8 @@ def student_read(config: PipelineConfig, method_key: str, vocab_size: int,
   """(gin file, bindings, build) for the student of `method_key` (its training owner's):
   `build()`, called while gin's configuration is exactly that file and those bindings, returns
   the `Student`."""
-  gin_file = method_gin(config, methods_lib.training_owner(method_key))
+  owner = methods_lib.training_owner(method_key)
+  gin_file = method_gin(config, owner)
   bindings = student_bindings(config, vocab_size, seed)
 
   def build() -> Student:
@@ -151,7 +155,7 @@ def student_read(config: PipelineConfig, method_key: str, vocab_size: int,
     except ValueError:
       lengths = None
     length = int(lengths["inputs"]) if lengths and lengths.get("inputs") else None
-    return Student(gin_file, bindings, train_config, length)
+    return Student(owner, seed, gin_file, bindings, train_config, length)
 
   return gin_file, bindings + (f"MODEL_DIR = {MODEL_DIR_PLACEHOLDER!r}",), build
 
@@ -166,11 +170,9 @@ def _reads(method: methods_lib.Method) -> tuple[str, ...]:
   return tuple(needs)
 
 
-def train(store: Store, bench: Bench, config: PipelineConfig, method_key: str,
-          student: Student, seed: int = 0) -> Artifact:
-  """The trained student of `method_key` (or of the method it shares its student with), from
-  training seed `seed`; `student` is that method's and seed's (see `student_read`)."""
-  owner = methods_lib.get(methods_lib.training_owner(method_key))
+def train(store: Store, bench: Bench, config: PipelineConfig, student: Student) -> Artifact:
+  """`student` trained (its method's, from its seed; see `student_read`)."""
+  owner, seed = methods_lib.get(student.method), student.seed
   inputs = {k: bench.need(k) for k in _reads(owner)}
   inputs.update(gin_inputs(store, student.gin_file))
   settings = {"bindings": list(student.bindings), "num_passages": config.num_passages,
@@ -253,9 +255,9 @@ def scicot_rationales(store: Store, bench: Bench, config: PipelineConfig,
 
 def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods_lib.Method,
              decoding: Decoding, trained: Artifact, student: Student,
-             split: str | None = None, seed: int = 0) -> Artifact:
-  """predictions.jsonl + metrics.json of `method`'s student (`trained` from `student`, training
-  seed `seed`) on `split` (default: the evaluation split)."""
+             split: str | None = None) -> Artifact:
+  """predictions.jsonl + metrics.json of `method`'s student (`trained` from `student`) on
+  `split` (default: the evaluation split)."""
   from kard_jax.decoding import evaluate as eval_lib  # pylint: disable=import-outside-toplevel
 
   import tasks  # pylint: disable=import-outside-toplevel
@@ -282,7 +284,7 @@ def evaluate(store: Store, bench: Bench, config: PipelineConfig, method: methods
   name = method.key if not decoding.sampled else f"{method.key}_sc{decode.num_decodes}"
   if split != config.eval_split:
     name += f"_{split}"
-  stage = bench.stage("eval", name, f"s{seed}")
+  stage = bench.stage("eval", name, f"s{student.seed}")
   return store.run(stage, make, inputs=inputs, config=settings)
 
 

@@ -50,6 +50,7 @@ def test_students_are_built_at_the_entry_and_gin_is_empty_after():
   assert configs.reranker is None
   student = configs.student("kard_rerank", 0)  # kard_rerank's student is kard_bm25's
   assert student is configs.student("kard_bm25", 0)
+  assert (student.method, student.seed) == ("kard_bm25", 0)
   assert isinstance(student.train_config, train_lib.TrainConfig)
   assert student.train_config.total_steps == 70  # the pipeline's binding after the gin file
   assert student.train_config.random_seed == 0
